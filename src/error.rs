@@ -1,0 +1,263 @@
+//! The two error families: configuration errors (detailed, at start-up) and rejections
+//! (a stable reason code per entry, the same opaque answer for the client).
+
+use std::fmt;
+
+/// A configuration problem, found when the key ring, salt or settings are built.
+///
+/// These are meant for operators at start-up and say exactly what is wrong, but never include
+/// key material: a bad key is named by its id or position, not by its value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A pepper shorter than [`Pepper::MIN_LEN`](crate::Pepper::MIN_LEN) bytes.
+    #[error("pepper is {len} bytes, at least 32 are required")]
+    PepperTooShort {
+        /// The length that was given.
+        len: usize,
+    },
+    /// A pepper longer than [`Pepper::MAX_LEN`](crate::Pepper::MAX_LEN) bytes.
+    #[error("pepper is {len} bytes, at most 1024 are allowed")]
+    PepperTooLong {
+        /// The length that was given.
+        len: usize,
+    },
+    /// A pepper made only of zero bytes.
+    #[error("pepper is all zero bytes")]
+    PepperAllZero,
+    /// A key id that is empty, longer than 32 characters or outside `[A-Za-z0-9_-]`.
+    #[error("key id {id:?} is invalid: use 1 to 32 characters from [A-Za-z0-9_-]")]
+    InvalidKeyId {
+        /// The id that was given (ids are not secret).
+        id: String,
+    },
+    /// Two keys in one ring with the same id.
+    #[error("key id {id:?} appears more than once in the key ring")]
+    DuplicateKeyId {
+        /// The repeated id.
+        id: String,
+    },
+    /// A key ring with no keys.
+    #[error("the key ring is empty")]
+    EmptyKeyRing,
+    /// A key ring string that is not `ID:KEY[,ID:KEY...]`.
+    #[error("key ring entry {position} is not of the form ID:KEY")]
+    KeyRingSyntax {
+        /// 1-based position of the entry in the comma-separated list.
+        position: usize,
+    },
+    /// A key that is not canonical unpadded base64url.
+    #[error("key {id:?} is not canonical unpadded base64url")]
+    KeyEncoding {
+        /// The id of the key (the key itself is never shown).
+        id: String,
+    },
+    /// A salt that is not 22 characters of canonical unpadded base64url (16 bytes).
+    #[error("salt is not 16 bytes of canonical unpadded base64url")]
+    InvalidSalt,
+    /// A namespace that is empty or longer than 128 bytes.
+    #[error("namespace must be 1 to 128 bytes")]
+    InvalidNamespace,
+    /// An OTP step of zero seconds.
+    #[error("otp step must be at least 1 second, got {0}")]
+    InvalidOtpStep(u64),
+    /// An OTP skew larger than the maximum.
+    #[error("otp skew must be at most 48 steps, got {0}")]
+    InvalidOtpSkew(u64),
+    /// A limit set to zero or beyond what the format allows.
+    #[error("limit {name} is out of range: {detail}")]
+    InvalidLimit {
+        /// Which limit.
+        name: &'static str,
+        /// What is allowed.
+        detail: &'static str,
+    },
+    /// A source location that does not parse as `FILE:LINE:COLUMN[#INSTANCE]`.
+    #[error("location {0:?} is not of the form FILE:LINE:COLUMN[#INSTANCE]")]
+    InvalidLocation(String),
+    /// Two different locations hash to the same state key.
+    #[error("state key collision: {first} and {second} hash to the same key")]
+    LocationCollision {
+        /// The location registered first.
+        first: String,
+        /// The location that collided with it.
+        second: String,
+    },
+    /// The operating system's random source failed.
+    #[error("the operating system's random source failed")]
+    Randomness,
+    /// An environment variable that is missing or not valid.
+    #[error("environment variable {var}: {problem}")]
+    Environment {
+        /// The variable's name.
+        var: &'static str,
+        /// What is wrong with it (never its value).
+        problem: String,
+    },
+}
+
+/// Why an entry was rejected. The codes are stable and documented in SECURITY.md.
+///
+/// The reason is for the server (handler, logs, metrics); the client is told nothing more
+/// than "not restored".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Reason {
+    /// Not a token: bad base64, wrong structure, empty, or a bundle that does not parse.
+    Malformed,
+    /// A token format version this build does not read.
+    UnsupportedVersion,
+    /// Sealed under a key id that is not in the ring (e.g. retired by rotation).
+    UnknownKey,
+    /// Sealed in a time step older than the acceptance window.
+    Expired,
+    /// Sealed in a time step newer than the acceptance window.
+    NotYetValid,
+    /// The tag does not verify: forged, tampered with, moved to another user, salt or subject.
+    BadSignature,
+    /// Authentic, but sealed for another state key than the one asked for.
+    WrongLocation,
+    /// Over a size, count or depth limit; refused before any MAC work.
+    TooLarge,
+    /// Two authentic entries for the same state key in one bundle; neither is restored.
+    DuplicateKey,
+    /// Authentic, but the payload does not deserialize into the requested type.
+    InvalidPayload,
+    /// Authentic, but sealed with a schema version the handler no longer reads.
+    Outdated,
+}
+
+impl Reason {
+    /// Every reason, in declaration order.
+    pub const ALL: [Reason; 11] = [
+        Reason::Malformed,
+        Reason::UnsupportedVersion,
+        Reason::UnknownKey,
+        Reason::Expired,
+        Reason::NotYetValid,
+        Reason::BadSignature,
+        Reason::WrongLocation,
+        Reason::TooLarge,
+        Reason::DuplicateKey,
+        Reason::InvalidPayload,
+        Reason::Outdated,
+    ];
+
+    /// The stable kebab-case code, e.g. `bad-signature`.
+    #[must_use]
+    pub const fn code(self) -> &'static str {
+        match self {
+            Reason::Malformed => "malformed",
+            Reason::UnsupportedVersion => "unsupported-version",
+            Reason::UnknownKey => "unknown-key",
+            Reason::Expired => "expired",
+            Reason::NotYetValid => "not-yet-valid",
+            Reason::BadSignature => "bad-signature",
+            Reason::WrongLocation => "wrong-location",
+            Reason::TooLarge => "too-large",
+            Reason::DuplicateKey => "duplicate-key",
+            Reason::InvalidPayload => "invalid-payload",
+            Reason::Outdated => "outdated",
+        }
+    }
+
+    /// The reason for a code, if it is one of ours.
+    #[must_use]
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.code() == code)
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// An entry that was not restored. Opaque: ask it for its [`Reason`].
+///
+/// Its `Display` and `Debug` show only the reason code, never the token, payload or keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rejection {
+    reason: Reason,
+}
+
+impl Rejection {
+    pub(crate) const fn new(reason: Reason) -> Self {
+        Self { reason }
+    }
+
+    /// Why the entry was rejected.
+    #[must_use]
+    pub const fn reason(&self) -> Reason {
+        self.reason
+    }
+}
+
+impl From<Reason> for Rejection {
+    fn from(reason: Reason) -> Self {
+        Self::new(reason)
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "state entry rejected: {}", self.reason.code())
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// Why a value could not be sealed. These are programming or sizing errors on the server side.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// serde_json could not serialize the value (e.g. a map with non-string keys, a NaN).
+    #[error("value does not serialize to JSON")]
+    Serialize(#[source] serde_json::Error),
+    /// The serialized value nests deeper than the configured JSON depth limit.
+    #[error("value nests deeper than the limit of {max} levels")]
+    TooDeep {
+        /// The configured limit.
+        max: usize,
+    },
+    /// The token would be longer than the configured token size limit.
+    #[error("token would be {len} bytes, over the limit of {max}")]
+    TooLarge {
+        /// The length the token would have.
+        len: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// The clock is outside the range the OTP step arithmetic covers.
+    #[error("the clock reads a time that no OTP step covers")]
+    ClockOutOfRange,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_kebab_case_unique_and_round_trip() {
+        let mut seen = std::collections::HashSet::new();
+        for r in Reason::ALL {
+            let c = r.code();
+            assert!(
+                c.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{c}"
+            );
+            assert!(seen.insert(c));
+            assert_eq!(Reason::from_code(c), Some(r));
+            assert_eq!(r.to_string(), c);
+        }
+        assert_eq!(Reason::from_code("nope"), None);
+    }
+
+    #[test]
+    fn rejection_display_is_only_the_code() {
+        let r = Rejection::new(Reason::BadSignature);
+        assert_eq!(r.to_string(), "state entry rejected: bad-signature");
+        assert_eq!(r.reason(), Reason::BadSignature);
+    }
+}

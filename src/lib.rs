@@ -1,0 +1,72 @@
+//! Signed, user-bound, expiring component state that survives losing the worker that held it.
+//!
+//! A server-rendered live UI keeps each component's state in the worker that holds the
+//! connection. This crate lets that worker hand the state to the browser as signed entries;
+//! when the browser reconnects (to any worker that shares the key ring) it hands them back and
+//! they are verified, entry by entry, and restored.
+//!
+//! # How it works
+//! Outbound: value → serde_json → PAE → HMAC-SHA256 with the step key for
+//! (key id, time step) → base64url token → client. Inbound: bundle → size checks → token
+//! decode → key id → time window → MAC verify → JSON depth check → serde → handler.
+//! The modules mirror that path: [`key`] (state keys), [`secret`], [`otp`], [`mac`],
+//! [`token`], `seal`, `open`, [`bundle`].
+//!
+//! ```
+//! use state_recovery::{state_key, KeyId, KeyRing, ManualClock, Pepper, Recovery, Reason, Salt, Scope};
+//!
+//! let ring = KeyRing::single(KeyId::new("k1")?, Pepper::generate())?;
+//! let recovery = Recovery::builder(ring).clock(ManualClock::new(1_700_000_000)).build()?;
+//! let counter = recovery.state_key(&state_key!());
+//!
+//! // First connect: issue a salt; every change seals the component's entry.
+//! let salt = Salt::generate();
+//! let scope = Scope::new(&salt).with_subject("user-42");
+//! let token = recovery.seal(&scope, counter, 7, 1, &41u32)?;
+//!
+//! // Reconnect, possibly on another worker with the same ring.
+//! let opened = recovery.open_at::<u32>(&scope, counter, token.as_str())?;
+//! assert_eq!((opened.value, opened.revision), (41, 7));
+//!
+//! // Another user's session: rejected, with a reason for the server only.
+//! let other = Salt::generate();
+//! let err = recovery.open::<u32>(&Scope::new(&other), token.as_str()).unwrap_err();
+//! assert_eq!(err.reason(), Reason::BadSignature);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Why it is secure
+//! Each entry's tag is a full-length HMAC-SHA256 over a length-prefixed encoding of the format
+//! version, namespace, key id, time step, OTP code, salt, subject, state key, revision, schema
+//! version and payload, keyed per (pepper, step), and compared with `verify_slice`. Nothing is
+//! deserialized before the tag verifies; sizes, counts and depth are capped before any MAC.
+//! Payloads are readable by the client: do not put secrets in state. See SECURITY.md.
+//!
+//! # Features
+//! | feature | default | what |
+//! |---|---|---|
+//! | `axum` | yes | the axum/tower layer and extractors |
+//! | `cli` | no | the `state-recovery` binary |
+
+pub mod bundle;
+mod clock;
+mod error;
+pub mod key;
+pub mod mac;
+mod open;
+pub mod otp;
+mod payload;
+mod recovery;
+mod seal;
+pub mod secret;
+pub mod token;
+
+pub use bundle::{bundle_json, Bundle, RawEntry, Rejected, Restored};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{ConfigError, Reason, Rejection, SealError};
+pub use key::{Location, Registry, StateKey};
+pub use open::Opened;
+pub use otp::OtpSettings;
+pub use recovery::{Limits, Recovery, RecoveryBuilder, Scope};
+pub use secret::{KeyId, KeyRing, Pepper, Salt};
+pub use token::{inspect, Inspected, Token};

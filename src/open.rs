@@ -1,0 +1,185 @@
+//! Inbound: token -> size -> base64url -> version -> key id -> window -> MAC -> location ->
+//! JSON depth -> serde. Mirrors `seal.rs` step for step; nothing is deserialized before the
+//! MAC verifies.
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Reason, Rejection};
+use crate::key::StateKey;
+use crate::mac::EntryFields;
+use crate::otp::Window;
+use crate::payload::depth_within;
+use crate::recovery::{Recovery, Scope};
+use crate::token::{self, Parts, FORMAT_VERSION};
+
+/// An entry that verified, with its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Opened<T> {
+    /// The state key it was sealed for.
+    pub key: StateKey,
+    /// Its revision: keep the highest, refuse rollbacks if it matters.
+    pub revision: u64,
+    /// The app's schema version it was sealed with.
+    pub schema: u32,
+    /// The time step it was sealed in.
+    pub step: u64,
+    /// The value.
+    pub value: T,
+}
+
+impl Recovery {
+    /// Opens one token for `scope`, whatever its state key.
+    ///
+    /// # Errors
+    /// A [`Rejection`] whose [`Reason`] says why, checked in this order: `too-large`,
+    /// `malformed`, `unsupported-version`, `unknown-key`, `expired`/`not-yet-valid`,
+    /// `bad-signature`, then `too-large` (depth), `malformed` or `invalid-payload` (JSON).
+    pub fn open<T: DeserializeOwned>(
+        &self,
+        scope: &Scope<'_>,
+        token: &str,
+    ) -> Result<Opened<T>, Rejection> {
+        self.open_bytes(scope, token.as_bytes(), None, |p| parse_json(p))
+            .map_err(|f| Rejection::new(f.reason))
+    }
+
+    /// Opens one token that must have been sealed for `expected`; an authentic token for
+    /// another key is `wrong-location`.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open), plus `wrong-location` after the MAC check.
+    pub fn open_at<T: DeserializeOwned>(
+        &self,
+        scope: &Scope<'_>,
+        expected: StateKey,
+        token: &str,
+    ) -> Result<Opened<T>, Rejection> {
+        self.open_bytes(scope, token.as_bytes(), Some(&expected), |p| parse_json(p))
+            .map_err(|f| Rejection::new(f.reason))
+    }
+
+    /// The shared inbound path; `finish` turns the verified payload into a value.
+    pub(crate) fn open_bytes<T>(
+        &self,
+        scope: &Scope<'_>,
+        text: &[u8],
+        expected: Option<&StateKey>,
+        finish: impl FnOnce(&[u8]) -> Result<T, Reason>,
+    ) -> Result<Opened<T>, Failure> {
+        let inner = &*self.inner;
+        let limits = &inner.limits;
+
+        // 1-3. Size, base64url shape, version and layout.
+        let bytes = token::decode(text, limits.max_token_bytes()).map_err(Failure::unkeyed)?;
+        let parts: Parts<'_> = token::parse(&bytes).map_err(Failure::unkeyed)?;
+        let key = StateKey::from_bytes(*parts.state_key);
+        self.verify(scope, &parts, expected)
+            .map_err(|reason| Failure {
+                reason,
+                claimed: Some(key),
+            })?;
+
+        // 8. JSON, depth-checked first.
+        let parsed = if depth_within(parts.payload, limits.max_depth()) {
+            finish(parts.payload)
+        } else {
+            Err(Reason::TooLarge)
+        };
+        let value = parsed.map_err(|reason| Failure {
+            reason,
+            claimed: Some(key),
+        })?;
+        Ok(Opened {
+            key,
+            revision: parts.revision,
+            schema: parts.schema,
+            step: parts.step,
+            value,
+        })
+    }
+
+    /// Steps 4 to 7: key id, window, MAC, location.
+    fn verify(
+        &self,
+        scope: &Scope<'_>,
+        parts: &Parts<'_>,
+        expected: Option<&StateKey>,
+    ) -> Result<(), Reason> {
+        let inner = &*self.inner;
+
+        // 4. Key id.
+        let (index, _) = inner.ring.find(parts.key_id).ok_or(Reason::UnknownKey)?;
+
+        // 5. Time window, before deriving (or caching) any step key.
+        let now = inner.clock.now();
+        match inner.otp.check(parts.step, now) {
+            Window::Inside => {}
+            Window::Expired => return Err(Reason::Expired),
+            Window::NotYetValid => return Err(Reason::NotYetValid),
+        }
+
+        // 6. One HMAC over the entry, compared in constant time.
+        let step_key = inner
+            .cache
+            .get(
+                &inner.ring,
+                index,
+                parts.step,
+                &inner.namespace,
+                &inner.otp,
+                now,
+            )
+            .ok_or(Reason::UnknownKey)?;
+        let fields = EntryFields {
+            version: FORMAT_VERSION,
+            key_id: parts.key_id,
+            step: parts.step,
+            code: step_key.code.as_ref(),
+            salt: scope.salt.as_bytes(),
+            subject: scope.subject.map(str::as_bytes),
+            state_key: parts.state_key,
+            revision: parts.revision,
+            schema: parts.schema,
+            payload: parts.payload,
+        };
+        if !fields.verify(step_key.mac, &inner.namespace, parts.tag) {
+            return Err(Reason::BadSignature);
+        }
+
+        // 7. Location (authentic, but for another key?).
+        if expected.is_some_and(|e| e.as_bytes() != parts.state_key) {
+            return Err(Reason::WrongLocation);
+        }
+        Ok(())
+    }
+}
+
+/// A failed open, with the state key the token claimed when it got far enough to have one
+/// (unverified unless the reason comes after the MAC check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub(crate) reason: Reason,
+    pub(crate) claimed: Option<StateKey>,
+}
+
+impl Failure {
+    fn unkeyed(reason: Reason) -> Self {
+        Self {
+            reason,
+            claimed: None,
+        }
+    }
+}
+
+/// serde_json with errors sorted into `malformed` (not JSON) and `invalid-payload` (JSON of
+/// another shape than the type asked for).
+pub(crate) fn parse_json<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Reason> {
+    serde_json::from_slice(payload).map_err(|e| json_reason(&e))
+}
+
+pub(crate) fn json_reason(e: &serde_json::Error) -> Reason {
+    match e.classify() {
+        serde_json::error::Category::Data => Reason::InvalidPayload,
+        _ => Reason::Malformed,
+    }
+}

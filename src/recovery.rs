@@ -1,0 +1,365 @@
+//! The configured recovery: key ring, namespace, OTP settings, limits and clock, built once at
+//! start-up and shared (cheaply cloned) by every connection.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::ConfigError;
+use crate::key::{Location, LocationHasher, Registry, StateKey};
+use crate::otp::{OtpSettings, StepKeyCache};
+use crate::payload::SERDE_MAX_DEPTH;
+use crate::secret::{KeyRing, Pepper, Salt};
+use crate::token;
+
+/// Size, count and depth limits, all checked before any MAC is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    max_token_bytes: usize,
+    max_bundle_bytes: usize,
+    max_entries: usize,
+    max_depth: usize,
+}
+
+impl Limits {
+    /// Default longest token: 64 KiB of text.
+    pub const DEFAULT_MAX_TOKEN_BYTES: usize = 64 * 1024;
+    /// Default largest reconnect bundle: 1 MiB of JSON.
+    pub const DEFAULT_MAX_BUNDLE_BYTES: usize = 1024 * 1024;
+    /// Default most entries in one bundle.
+    pub const DEFAULT_MAX_ENTRIES: usize = 1024;
+    /// Default deepest JSON nesting of a payload.
+    pub const DEFAULT_MAX_DEPTH: usize = 64;
+
+    /// Longest token text accepted (and produced), in bytes.
+    #[must_use]
+    pub const fn max_token_bytes(&self) -> usize {
+        self.max_token_bytes
+    }
+    /// Largest bundle accepted, in bytes.
+    #[must_use]
+    pub const fn max_bundle_bytes(&self) -> usize {
+        self.max_bundle_bytes
+    }
+    /// Most entries in one bundle.
+    #[must_use]
+    pub const fn max_entries(&self) -> usize {
+        self.max_entries
+    }
+    /// Deepest JSON nesting of a payload.
+    #[must_use]
+    pub const fn max_depth(&self) -> usize {
+        self.max_depth
+    }
+
+    /// With another token size limit.
+    #[must_use]
+    pub const fn with_max_token_bytes(mut self, n: usize) -> Self {
+        self.max_token_bytes = n;
+        self
+    }
+    /// With another bundle size limit.
+    #[must_use]
+    pub const fn with_max_bundle_bytes(mut self, n: usize) -> Self {
+        self.max_bundle_bytes = n;
+        self
+    }
+    /// With another entry count limit.
+    #[must_use]
+    pub const fn with_max_entries(mut self, n: usize) -> Self {
+        self.max_entries = n;
+        self
+    }
+    /// With another JSON depth limit (at most 128, serde_json's own).
+    #[must_use]
+    pub const fn with_max_depth(mut self, n: usize) -> Self {
+        self.max_depth = n;
+        self
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let min_token = token::encoded_len(token::overhead(1).saturating_add(1));
+        if self.max_token_bytes < min_token {
+            return Err(ConfigError::InvalidLimit {
+                name: "max_token_bytes",
+                detail: "must hold at least one minimal token (98 bytes)",
+            });
+        }
+        if self.max_bundle_bytes < self.max_token_bytes {
+            return Err(ConfigError::InvalidLimit {
+                name: "max_bundle_bytes",
+                detail: "must be at least max_token_bytes",
+            });
+        }
+        if self.max_entries == 0 {
+            return Err(ConfigError::InvalidLimit {
+                name: "max_entries",
+                detail: "must be at least 1",
+            });
+        }
+        if self.max_depth == 0 || self.max_depth > SERDE_MAX_DEPTH {
+            return Err(ConfigError::InvalidLimit {
+                name: "max_depth",
+                detail: "must be 1 to 128",
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_token_bytes: Self::DEFAULT_MAX_TOKEN_BYTES,
+            max_bundle_bytes: Self::DEFAULT_MAX_BUNDLE_BYTES,
+            max_entries: Self::DEFAULT_MAX_ENTRIES,
+            max_depth: Self::DEFAULT_MAX_DEPTH,
+        }
+    }
+}
+
+/// Who an entry belongs to: the client's salt and, when the user is authenticated, their
+/// subject (user id). Both are bound by every tag.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    pub(crate) salt: &'a Salt,
+    pub(crate) subject: Option<&'a str>,
+}
+
+impl<'a> Scope<'a> {
+    /// Entries of the client holding `salt`, with no authenticated subject.
+    #[must_use]
+    pub const fn new(salt: &'a Salt) -> Self {
+        Self {
+            salt,
+            subject: None,
+        }
+    }
+
+    /// Also bound to an authenticated user id: entries sealed for one subject never open for
+    /// another, even under the same salt.
+    #[must_use]
+    pub const fn with_subject(mut self, subject: &'a str) -> Self {
+        self.subject = Some(subject);
+        self
+    }
+
+    /// The same, with an optional subject.
+    #[must_use]
+    pub const fn with_optional_subject(mut self, subject: Option<&'a str>) -> Self {
+        self.subject = subject;
+        self
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) ring: KeyRing,
+    pub(crate) namespace: Box<[u8]>,
+    pub(crate) otp: OtpSettings,
+    pub(crate) limits: Limits,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) hasher: LocationHasher,
+    pub(crate) cache: StepKeyCache,
+}
+
+/// Seals and opens entries. Build one at start-up with [`Recovery::builder`] (or
+/// [`RecoveryBuilder::from_env`]) and clone it freely: clones share the step-key cache.
+#[derive(Clone)]
+pub struct Recovery {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Recovery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recovery")
+            .field("ring", &self.inner.ring)
+            .field("namespace", &String::from_utf8_lossy(&self.inner.namespace))
+            .field("otp", &self.inner.otp)
+            .field("limits", &self.inner.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Recovery {
+    /// Starts building a recovery around a key ring.
+    pub fn builder(ring: KeyRing) -> RecoveryBuilder {
+        RecoveryBuilder {
+            ring,
+            namespace: RecoveryBuilder::DEFAULT_NAMESPACE.into(),
+            otp: OtpSettings::default(),
+            limits: Limits::default(),
+            clock: Arc::new(SystemClock),
+            location_key: None,
+        }
+    }
+
+    /// The state key of a location under this configuration.
+    #[must_use]
+    pub fn state_key(&self, location: &Location) -> StateKey {
+        self.inner.hasher.key(location)
+    }
+
+    /// A registry that refuses two locations with the same key.
+    #[must_use]
+    pub fn registry(&self) -> Registry {
+        Registry::new(self.inner.hasher.clone())
+    }
+
+    /// The limits in force.
+    #[must_use]
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// The OTP settings in force.
+    #[must_use]
+    pub fn otp(&self) -> &OtpSettings {
+        &self.inner.otp
+    }
+
+    /// The key ring (its `Debug` shows ids only).
+    #[must_use]
+    pub fn key_ring(&self) -> &KeyRing {
+        &self.inner.ring
+    }
+
+    /// The current time by the configured clock.
+    #[must_use]
+    pub fn now(&self) -> u64 {
+        self.inner.clock.now()
+    }
+}
+
+/// Builds a [`Recovery`]. Every setter takes `self` by value; [`build`](Self::build) checks
+/// everything and fails with a [`ConfigError`].
+#[must_use]
+pub struct RecoveryBuilder {
+    ring: KeyRing,
+    namespace: String,
+    otp: OtpSettings,
+    limits: Limits,
+    clock: Arc<dyn Clock>,
+    location_key: Option<Pepper>,
+}
+
+impl fmt::Debug for RecoveryBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecoveryBuilder")
+            .field("ring", &self.ring)
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecoveryBuilder {
+    /// The namespace used when none is set.
+    pub const DEFAULT_NAMESPACE: &'static str = "state-recovery";
+
+    /// The application's namespace (purpose) string, bound into every tag and state key, so
+    /// entries of one application never open in another that shares a ring.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// OTP step and skew.
+    pub fn otp(mut self, otp: OtpSettings) -> Self {
+        self.otp = otp;
+        self
+    }
+
+    /// Size, count and depth limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The clock (the system clock by default).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// A secret key for hashing locations, so state keys reveal nothing even to someone who
+    /// can enumerate candidate source locations. Unlike peppers it never rotates: changing it
+    /// changes every state key. Without it, the key is derived from the namespace.
+    pub fn location_key(mut self, key: Pepper) -> Self {
+        self.location_key = Some(key);
+        self
+    }
+
+    /// Reads settings from the environment: `STATE_RECOVERY_KEYS` (required),
+    /// `STATE_RECOVERY_OTP_STEP`, `STATE_RECOVERY_OTP_SKEW`, `STATE_RECOVERY_NAMESPACE`,
+    /// `STATE_RECOVERY_LOCATION_KEY`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Environment`] naming the variable, or the parsing error of its value.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Self::from_env) with another source of variables (for tests and for
+    /// callers with their own configuration system).
+    ///
+    /// # Errors
+    /// As [`from_env`](Self::from_env).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let keys = get("STATE_RECOVERY_KEYS").ok_or(ConfigError::Environment {
+            var: "STATE_RECOVERY_KEYS",
+            problem: "not set (generate a key with `state-recovery keygen`)".into(),
+        })?;
+        let ring = KeyRing::parse(&keys)?;
+        let number = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(var) {
+                None => Ok(default),
+                Some(v) => v.trim().parse().map_err(|_| ConfigError::Environment {
+                    var,
+                    problem: "not a non-negative integer".into(),
+                }),
+            }
+        };
+        let otp = OtpSettings::new(
+            number("STATE_RECOVERY_OTP_STEP", OtpSettings::DEFAULT_STEP_SECS)?,
+            number("STATE_RECOVERY_OTP_SKEW", OtpSettings::DEFAULT_SKEW)?,
+        )?;
+        let mut b = Recovery::builder(ring).otp(otp);
+        if let Some(ns) = get("STATE_RECOVERY_NAMESPACE") {
+            b = b.namespace(ns);
+        }
+        if let Some(k) = get("STATE_RECOVERY_LOCATION_KEY") {
+            let key = Pepper::from_base64(k.trim()).map_err(|e| ConfigError::Environment {
+                var: "STATE_RECOVERY_LOCATION_KEY",
+                problem: e.to_string(),
+            })?;
+            b = b.location_key(key);
+        }
+        Ok(b)
+    }
+
+    /// Checks the configuration and builds the recovery.
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidNamespace`] or [`ConfigError::InvalidLimit`].
+    pub fn build(self) -> Result<Recovery, ConfigError> {
+        if self.namespace.is_empty() || self.namespace.len() > 128 {
+            return Err(ConfigError::InvalidNamespace);
+        }
+        self.limits.validate()?;
+        let namespace: Box<[u8]> = self.namespace.as_bytes().into();
+        let hasher = LocationHasher::new(
+            &namespace,
+            self.location_key.as_ref().map(Pepper::expose_bytes),
+        );
+        Ok(Recovery {
+            inner: Arc::new(Inner {
+                ring: self.ring,
+                namespace,
+                otp: self.otp,
+                limits: self.limits,
+                clock: self.clock,
+                hasher,
+                cache: StepKeyCache::default(),
+            }),
+        })
+    }
+}

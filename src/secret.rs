@@ -1,0 +1,497 @@
+//! Secrets: peppers (server keys), the key ring that holds them with ids, and per-user salts.
+//!
+//! Every type here has a redacted `Debug`, no `Display`, constant-time equality, and zeroizes
+//! its bytes when dropped.
+
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use rand::rand_core::TryRngCore as _;
+use rand::RngCore as _;
+use subtle::ConstantTimeEq as _;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::error::ConfigError;
+use crate::otp::DerivedKeys;
+
+/// A server secret: at least 32 bytes from a CSPRNG, shared by every worker of a deployment.
+///
+/// Whoever holds a pepper can forge any entry sealed under it: it is the root of all security
+/// here. Its `Debug` prints `Pepper(<redacted>)`; it has no `Display`; it is zeroized on drop.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Pepper(Box<[u8]>);
+
+impl Pepper {
+    /// The shortest pepper accepted, in bytes.
+    pub const MIN_LEN: usize = 32;
+    /// The longest pepper accepted, in bytes.
+    pub const MAX_LEN: usize = 1024;
+
+    /// A pepper from raw bytes.
+    ///
+    /// # Errors
+    /// [`ConfigError::PepperTooShort`], [`ConfigError::PepperTooLong`] or
+    /// [`ConfigError::PepperAllZero`].
+    pub fn try_from_bytes(bytes: &[u8]) -> Result<Self, ConfigError> {
+        if bytes.len() < Self::MIN_LEN {
+            return Err(ConfigError::PepperTooShort { len: bytes.len() });
+        }
+        if bytes.len() > Self::MAX_LEN {
+            return Err(ConfigError::PepperTooLong { len: bytes.len() });
+        }
+        if bool::from(all_zero(bytes)) {
+            return Err(ConfigError::PepperAllZero);
+        }
+        Ok(Self(bytes.into()))
+    }
+
+    /// A pepper from canonical unpadded base64url, as written in `STATE_RECOVERY_KEYS`.
+    ///
+    /// # Errors
+    /// [`ConfigError::KeyEncoding`] (naming no key) or the errors of
+    /// [`try_from_bytes`](Self::try_from_bytes).
+    pub fn from_base64(encoded: &str) -> Result<Self, ConfigError> {
+        let bytes = Zeroizing::new(
+            URL_SAFE_NO_PAD
+                .decode(encoded.as_bytes())
+                .map_err(|_| ConfigError::KeyEncoding { id: String::new() })?,
+        );
+        Self::try_from_bytes(&bytes)
+    }
+
+    /// 32 fresh bytes from the operating system's CSPRNG.
+    ///
+    /// # Panics
+    /// If the operating system's random source fails; see [`try_generate`](Self::try_generate).
+    #[must_use]
+    pub fn generate() -> Self {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.unwrap_err().fill_bytes(bytes.as_mut());
+        Self(bytes.as_slice().into())
+    }
+
+    /// 32 fresh bytes from the operating system's CSPRNG.
+    ///
+    /// # Errors
+    /// [`ConfigError::Randomness`] if the operating system's random source fails.
+    pub fn try_generate() -> Result<Self, ConfigError> {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng
+            .try_fill_bytes(bytes.as_mut())
+            .map_err(|_| ConfigError::Randomness)?;
+        Ok(Self(bytes.as_slice().into()))
+    }
+
+    /// The pepper as unpadded base64url: the secret itself. Only for writing key files and
+    /// `keygen` output; never log it.
+    #[must_use]
+    pub fn expose_base64(&self) -> Zeroizing<String> {
+        Zeroizing::new(URL_SAFE_NO_PAD.encode(&self.0))
+    }
+
+    pub(crate) fn expose_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+fn all_zero(bytes: &[u8]) -> subtle::Choice {
+    bytes
+        .iter()
+        .fold(subtle::Choice::from(1), |acc, b| acc & b.ct_eq(&0))
+}
+
+impl fmt::Debug for Pepper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pepper(<redacted>)")
+    }
+}
+
+impl PartialEq for Pepper {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for Pepper {}
+
+/// The id of a pepper in a [`KeyRing`]: 1 to 32 characters from `[A-Za-z0-9_-]`.
+///
+/// Ids are not secret: they travel in every token so the opener knows which pepper to use.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(Box<str>);
+
+impl KeyId {
+    /// The longest id accepted.
+    pub const MAX_LEN: usize = 32;
+
+    /// Checks and wraps an id.
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidKeyId`].
+    pub fn new(id: &str) -> Result<Self, ConfigError> {
+        if Self::is_valid(id.as_bytes()) {
+            Ok(Self(id.into()))
+        } else {
+            Err(ConfigError::InvalidKeyId { id: id.into() })
+        }
+    }
+
+    pub(crate) fn is_valid(id: &[u8]) -> bool {
+        (1..=Self::MAX_LEN).contains(&id.len())
+            && id
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
+    }
+
+    /// The id as a string.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({:?})", &*self.0)
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One pepper in a ring with its id and the keys derived from it.
+pub(crate) struct RingKey {
+    pub(crate) id: KeyId,
+    pub(crate) pepper: Pepper,
+    pub(crate) derived: DerivedKeys,
+}
+
+/// Peppers with ids. The first seals; every one opens (the rotation grace period).
+///
+/// Rotation: put a new pepper first, keep the old one after it for at least the OTP window
+/// (step × (2 × skew + 1)), then remove it. See SECURITY.md for the runbook.
+/// `Debug` lists the ids only.
+pub struct KeyRing {
+    keys: Vec<RingKey>,
+}
+
+impl KeyRing {
+    /// The most keys a ring may hold.
+    pub const MAX_KEYS: usize = 16;
+
+    /// A ring from `(id, pepper)` pairs; the first seals.
+    ///
+    /// # Errors
+    /// [`ConfigError::EmptyKeyRing`], [`ConfigError::DuplicateKeyId`], or
+    /// [`ConfigError::InvalidLimit`] for more than [`MAX_KEYS`](Self::MAX_KEYS) keys.
+    pub fn new(keys: impl IntoIterator<Item = (KeyId, Pepper)>) -> Result<Self, ConfigError> {
+        let mut ring: Vec<RingKey> = Vec::new();
+        for (id, pepper) in keys {
+            if ring.iter().any(|k| k.id == id) {
+                return Err(ConfigError::DuplicateKeyId {
+                    id: id.as_str().into(),
+                });
+            }
+            if ring.len() >= Self::MAX_KEYS {
+                return Err(ConfigError::InvalidLimit {
+                    name: "key ring",
+                    detail: "at most 16 keys",
+                });
+            }
+            let derived = DerivedKeys::derive(&pepper);
+            ring.push(RingKey {
+                id,
+                pepper,
+                derived,
+            });
+        }
+        if ring.is_empty() {
+            return Err(ConfigError::EmptyKeyRing);
+        }
+        Ok(Self { keys: ring })
+    }
+
+    /// A ring with one pepper.
+    ///
+    /// # Errors
+    /// None in practice; kept fallible for symmetry with [`new`](Self::new).
+    pub fn single(id: KeyId, pepper: Pepper) -> Result<Self, ConfigError> {
+        Self::new([(id, pepper)])
+    }
+
+    /// Parses the `STATE_RECOVERY_KEYS` format: `ID:KEY[,ID:KEY...]`, KEY being unpadded
+    /// base64url of at least 32 bytes. Whitespace around entries is ignored.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the entry's position or id, never the key.
+    pub fn parse(spec: &str) -> Result<Self, ConfigError> {
+        let mut pairs = Vec::new();
+        for (i, item) in spec.trim().split(',').enumerate() {
+            let position = i.saturating_add(1);
+            let (id, key) = item
+                .trim()
+                .split_once(':')
+                .ok_or(ConfigError::KeyRingSyntax { position })?;
+            let id = KeyId::new(id.trim())?;
+            let pepper = Pepper::from_base64(key.trim()).map_err(|e| match e {
+                ConfigError::KeyEncoding { .. } => ConfigError::KeyEncoding {
+                    id: id.as_str().into(),
+                },
+                other => other,
+            })?;
+            pairs.push((id, pepper));
+        }
+        Self::new(pairs)
+    }
+
+    /// The ring in the `STATE_RECOVERY_KEYS` format: contains every secret. Only for writing
+    /// key files; never log it.
+    #[must_use]
+    pub fn expose_spec(&self) -> Zeroizing<String> {
+        let mut out = Zeroizing::new(String::new());
+        for (i, k) in self.keys.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(k.id.as_str());
+            out.push(':');
+            out.push_str(&k.pepper.expose_base64());
+        }
+        out
+    }
+
+    /// The ids in ring order; the first is the one that seals.
+    pub fn ids(&self) -> impl Iterator<Item = &KeyId> {
+        self.keys.iter().map(|k| &k.id)
+    }
+
+    /// The number of peppers in the ring.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Always false: a ring holds at least one key.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    #[allow(clippy::indexing_slicing)] // `new` refuses an empty ring, so index 0 exists
+    pub(crate) fn sealing(&self) -> (usize, &RingKey) {
+        (0, &self.keys[0])
+    }
+
+    pub(crate) fn find(&self, id: &[u8]) -> Option<(usize, &RingKey)> {
+        self.keys
+            .iter()
+            .enumerate()
+            .find(|(_, k)| k.id.as_str().as_bytes() == id)
+    }
+
+    pub(crate) fn get(&self, index: usize) -> Option<&RingKey> {
+        self.keys.get(index)
+    }
+}
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRing")
+            .field(
+                "ids",
+                &self.keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// A per-user (per-tab) salt: 16 bytes from the OS CSPRNG, sent to the client as 22
+/// characters of base64url and handed back with its entries.
+///
+/// Entries verify only under the salt they were sealed with, so one user's entries cannot be
+/// replayed into another user's session. `Debug` is redacted; [`encode`](Self::encode) is the
+/// explicit way to get the text the client stores.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Salt([u8; 16]);
+
+impl Salt {
+    /// Length in bytes.
+    pub const LEN: usize = 16;
+    /// Length of the encoded form in characters.
+    pub const ENCODED_LEN: usize = 22;
+
+    /// A fresh salt from the OS CSPRNG.
+    ///
+    /// # Panics
+    /// If the operating system's random source fails; see [`try_generate`](Self::try_generate).
+    #[must_use]
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 16];
+        rand::rngs::OsRng.unwrap_err().fill_bytes(&mut bytes);
+        Self(bytes)
+    }
+
+    /// A fresh salt from the OS CSPRNG.
+    ///
+    /// # Errors
+    /// [`ConfigError::Randomness`] if the operating system's random source fails.
+    pub fn try_generate() -> Result<Self, ConfigError> {
+        let mut bytes = [0u8; 16];
+        rand::rngs::OsRng
+            .try_fill_bytes(&mut bytes)
+            .map_err(|_| ConfigError::Randomness)?;
+        Ok(Self(bytes))
+    }
+
+    /// A salt from raw bytes (for tests and golden vectors).
+    #[must_use]
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+
+    /// Parses the 22-character canonical base64url form.
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidSalt`] for anything else (length checked before decoding).
+    pub fn decode(encoded: &str) -> Result<Self, ConfigError> {
+        if encoded.len() != Self::ENCODED_LEN {
+            return Err(ConfigError::InvalidSalt);
+        }
+        let mut bytes = [0u8; 16];
+        match URL_SAFE_NO_PAD.decode_slice(encoded.as_bytes(), &mut bytes) {
+            Ok(16) => Ok(Self(bytes)),
+            _ => Err(ConfigError::InvalidSalt),
+        }
+    }
+
+    /// The 22-character base64url form the client stores and sends back.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Salt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Salt(<redacted>)")
+    }
+}
+
+impl PartialEq for Salt {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for Salt {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY_A: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+
+    #[test]
+    fn pepper_length_and_zero_checks() {
+        assert_eq!(
+            Pepper::try_from_bytes(&[1; 31]),
+            Err(ConfigError::PepperTooShort { len: 31 })
+        );
+        assert_eq!(
+            Pepper::try_from_bytes(&[]),
+            Err(ConfigError::PepperTooShort { len: 0 })
+        );
+        assert_eq!(
+            Pepper::try_from_bytes(&[0; 32]),
+            Err(ConfigError::PepperAllZero)
+        );
+        assert!(matches!(
+            Pepper::try_from_bytes(&[1; 1025]),
+            Err(ConfigError::PepperTooLong { len: 1025 })
+        ));
+        assert!(Pepper::try_from_bytes(&[1; 32]).is_ok());
+        assert_ne!(Pepper::generate(), Pepper::generate());
+    }
+
+    #[test]
+    fn debug_does_not_leak_key() {
+        let p = Pepper::from_base64(KEY_A).unwrap();
+        let ring = KeyRing::parse(&format!("main:{KEY_A}")).unwrap();
+        let salt = Salt::from_bytes([0xAB; 16]);
+        for text in [format!("{p:?}"), format!("{ring:?}"), format!("{salt:?}")] {
+            assert!(!text.contains(KEY_A), "{text}");
+            assert!(!text.contains("AAECAw"), "{text}");
+            assert!(!text.contains(&salt.encode()), "{text}");
+            assert!(!text.contains("171"), "{text}");
+        }
+        assert_eq!(format!("{p:?}"), "Pepper(<redacted>)");
+        assert!(format!("{ring:?}").contains("main"));
+    }
+
+    #[test]
+    fn key_ids() {
+        for ok in ["a", "K-1_x", &"x".repeat(32)] {
+            assert!(KeyId::new(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", " a", "a:b", "é", &"x".repeat(33), "a,b"] {
+            assert!(KeyId::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ring_parse_good_and_bad() {
+        let ring = KeyRing::parse(&format!(" new:{KEY_A} , old:{KEY_A}\n")).unwrap();
+        assert_eq!(
+            ring.ids().map(KeyId::as_str).collect::<Vec<_>>(),
+            ["new", "old"]
+        );
+        assert_eq!(ring.sealing().1.id.as_str(), "new");
+        assert_eq!(
+            KeyRing::parse(&format!("a:{KEY_A},a:{KEY_A}")).unwrap_err(),
+            ConfigError::DuplicateKeyId { id: "a".into() }
+        );
+        assert_eq!(
+            KeyRing::parse("").unwrap_err(),
+            ConfigError::KeyRingSyntax { position: 1 }
+        );
+        assert_eq!(
+            KeyRing::parse(&format!("a:{KEY_A},")).unwrap_err(),
+            ConfigError::KeyRingSyntax { position: 2 }
+        );
+        let err = KeyRing::parse(&format!("a:{KEY_A}=")).unwrap_err();
+        assert_eq!(err, ConfigError::KeyEncoding { id: "a".into() });
+        assert!(!err.to_string().contains(KEY_A));
+        assert!(matches!(
+            KeyRing::parse("a:AAAA").unwrap_err(),
+            ConfigError::PepperTooShort { len: 3 }
+        ));
+        let round = KeyRing::parse(&ring.expose_spec()).unwrap();
+        assert_eq!(round.len(), 2);
+    }
+
+    #[test]
+    fn salt_decoding_is_strict() {
+        let s = Salt::generate();
+        let e = s.encode();
+        assert_eq!(e.len(), 22);
+        assert!(Salt::decode(&e).unwrap() == s);
+        assert!(Salt::decode(&format!("{e}==")).is_err());
+        assert!(Salt::decode(&e[..21]).is_err());
+        assert!(
+            Salt::decode(&e.replace('-', "+").replace('_', "/")).is_err()
+                || !e.contains(['-', '_'])
+        );
+        // Non-zero trailing bits: the last char of 16 bytes carries 4 unused bits.
+        assert!(Salt::decode("AAAAAAAAAAAAAAAAAAAAAB").is_err());
+        assert!(Salt::decode("AAAAAAAAAAAAAAAAAAAAAA").is_ok());
+        assert!(Salt::decode("AAAAAAAAAAAAAAAAAAAA A").is_err());
+    }
+}

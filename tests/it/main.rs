@@ -1,0 +1,12 @@
+//! The integration tests: one binary, one module per concern.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    missing_docs,
+    unreachable_pub
+)]
+
+mod common;
