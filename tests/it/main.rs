@@ -9,4 +9,7 @@
     unreachable_pub
 )]
 
+mod adversarial;
+mod bundles;
 mod common;
+mod roundtrip;
