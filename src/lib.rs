@@ -61,6 +61,11 @@ mod seal;
 pub mod secret;
 pub mod token;
 
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub use bundle::{bundle_json, Bundle, RawEntry, Rejected, Restored};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, Reason, Rejection, SealError};
