@@ -52,6 +52,8 @@ pub mod bundle;
 mod clock;
 mod error;
 pub mod key;
+#[cfg(feature = "axum")]
+pub mod layer;
 pub mod mac;
 mod open;
 pub mod otp;
@@ -70,6 +72,11 @@ pub use bundle::{bundle_json, Bundle, RawEntry, Rejected, Restored};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, Reason, Rejection, SealError};
 pub use key::{Location, Registry, StateKey};
+#[cfg(feature = "axum")]
+pub use layer::{
+    ClientInput, Recovered, RecoveryContext, RecoveryHandle, RecoverySession, RecoverySocket,
+    StateRecoveryLayer, StateUpdate,
+};
 pub use open::Opened;
 pub use otp::OtpSettings;
 pub use recovery::{Limits, Recovery, RecoveryBuilder, Scope};

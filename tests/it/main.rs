@@ -12,4 +12,6 @@
 mod adversarial;
 mod bundles;
 mod common;
+#[cfg(feature = "axum")]
+mod layer;
 mod roundtrip;

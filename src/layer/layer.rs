@@ -1,0 +1,129 @@
+//! The tower layer and its builder.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::request::Parts;
+use tower::Layer;
+
+use super::client_input::InputLimits;
+use super::service::StateRecoveryService;
+use crate::recovery::Recovery;
+
+/// Reads the authenticated subject (user id) from a request.
+pub(crate) type SubjectFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
+
+/// What every service and extractor shares.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) recovery: Recovery,
+    pub(crate) client_path: Option<String>,
+    pub(crate) subject: Option<Arc<SubjectFn>>,
+    pub(crate) input_limits: InputLimits,
+    pub(crate) first_message_timeout: Duration,
+}
+
+/// Installs state recovery on an axum `Router`: puts a
+/// [`RecoveryHandle`](super::RecoveryHandle) into every request's extensions (for the
+/// [`Recovered`](super::Recovered) and [`RecoverySocket`](super::RecoverySocket) extractors)
+/// and serves the JS client at [`DEFAULT_CLIENT_PATH`](Self::DEFAULT_CLIENT_PATH).
+///
+/// Every `with_*` method takes `self` by value and returns the changed layer.
+#[derive(Clone)]
+#[must_use]
+pub struct StateRecoveryLayer {
+    config: Arc<Config>,
+}
+
+impl fmt::Debug for StateRecoveryLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        f.debug_struct("StateRecoveryLayer")
+            .field("recovery", &c.recovery)
+            .field("client_path", &c.client_path)
+            .field("subject", &c.subject.is_some())
+            .field("input_limits", &c.input_limits)
+            .field("first_message_timeout", &c.first_message_timeout)
+            .finish()
+    }
+}
+
+impl StateRecoveryLayer {
+    /// Where the JS client is served unless told otherwise.
+    pub const DEFAULT_CLIENT_PATH: &'static str = "/state-recovery.js";
+    /// How long a WebSocket session waits for the reconnect message by default.
+    pub const DEFAULT_FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// A layer around a configured [`Recovery`].
+    pub fn new(recovery: Recovery) -> Self {
+        Self {
+            config: Arc::new(Config {
+                recovery,
+                client_path: Some(Self::DEFAULT_CLIENT_PATH.to_owned()),
+                subject: None,
+                input_limits: InputLimits::default(),
+                first_message_timeout: Self::DEFAULT_FIRST_MESSAGE_TIMEOUT,
+            }),
+        }
+    }
+
+    /// Serves the JS client at `path` (GET and HEAD) instead of the default. A path without
+    /// a leading `/` gets one.
+    pub fn with_client_path(self, path: impl Into<String>) -> Self {
+        let mut path = path.into();
+        if !path.starts_with('/') {
+            path.insert(0, '/');
+        }
+        self.map(|c| c.client_path = Some(path))
+    }
+
+    /// Does not serve the JS client (serve `client/state-recovery.js` yourself).
+    pub fn without_client_route(self) -> Self {
+        self.map(|c| c.client_path = None)
+    }
+
+    /// Binds entries to the authenticated user: `subject` reads the user id from the request
+    /// (typically from an extension your auth layer put there, so add this layer *inside*
+    /// the auth layer). Entries sealed for one subject never open for another, even under the
+    /// same salt. `None` means anonymous.
+    pub fn with_subject<F>(self, subject: F) -> Self
+    where
+        F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+    {
+        self.map(|c| c.subject = Some(Arc::new(subject)))
+    }
+
+    /// Caps on the untrusted client input.
+    pub fn with_input_limits(self, limits: InputLimits) -> Self {
+        self.map(|c| c.input_limits = limits)
+    }
+
+    /// How long a WebSocket session waits for the client's first message before it treats
+    /// the client as new.
+    pub fn with_first_message_timeout(self, timeout: Duration) -> Self {
+        self.map(|c| c.first_message_timeout = timeout)
+    }
+
+    /// The recovery.
+    #[must_use]
+    pub fn recovery(&self) -> &Recovery {
+        &self.config.recovery
+    }
+
+    fn map(self, f: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Arc::unwrap_or_clone(self.config);
+        f(&mut config);
+        Self {
+            config: Arc::new(config),
+        }
+    }
+}
+
+impl<S> Layer<S> for StateRecoveryLayer {
+    type Service = StateRecoveryService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        StateRecoveryService::new(inner, self.config.clone())
+    }
+}

@@ -1,0 +1,735 @@
+//! The axum layer: the JS client route, the HTTP extractor (header and body), per-entry
+//! isolation, hostile messages, subject binding, client input, opaque rejections, logs, and a
+//! real WebSocket session over loopback.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use futures_util::{SinkExt as _, StreamExt as _};
+use http_body_util::BodyExt as _;
+use serde_json::{json, Value};
+use state_recovery::layer::{
+    Recovered, RecoverySession, RecoverySocket, StateRecoveryLayer, CLIENT_JS,
+};
+use state_recovery::{Limits, Location, Recovery, Salt, Scope, StateKey, Token};
+use tokio_tungstenite::tungstenite::Message;
+use tower::ServiceExt as _;
+
+use crate::common::{recovery, recovery_with, ring, salt};
+
+#[derive(Clone, Copy)]
+struct Keys {
+    counter: StateKey,
+    note: StateKey,
+}
+
+fn keys(r: &Recovery) -> Keys {
+    Keys {
+        counter: r.state_key(&Location::new("app.rs", 1, 1)),
+        note: r.state_key(&Location::new("app.rs", 2, 1)),
+    }
+}
+
+/// Everything a handler can see, as JSON, so tests can look at it.
+fn report(k: Keys, r: &Recovered) -> Value {
+    let input: Value = r
+        .input()
+        .forms()
+        .map(|(id, f)| {
+            let fields: serde_json::Map<String, Value> =
+                f.fields().map(|(n, v)| (n.to_owned(), json!(v))).collect();
+            (id.to_owned(), Value::Object(fields))
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    json!({
+        "messages": r.messages(),
+        "counter": r.get::<u32>(k.counter),
+        "note": r.get::<String>(k.note),
+        "restored": r.restored().len(),
+        "rejected": r.rejected().iter().map(|x| x.reason.code()).collect::<Vec<_>>(),
+        "bundle_rejection": r.bundle_rejection().map(|x| x.code()),
+        "input": input,
+        "input_error": r.input().error().map(|e| e.code()),
+        "next_rev": r.context().next_revision(k.counter),
+        "salt": r.context().salt().encode(),
+        "salt_issued": r.context().salt_issued(),
+        "subject": r.context().subject(),
+        "other": r.body()
+            .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+            .and_then(|v| v.get("other").cloned()),
+    })
+}
+
+fn app_with(
+    recovery: Recovery,
+    layer: impl FnOnce(StateRecoveryLayer) -> StateRecoveryLayer,
+) -> Router {
+    let k = keys(&recovery);
+    Router::new()
+        .route(
+            "/page",
+            get(move |r: Recovered| async move { Json(report(k, &r)) }),
+        )
+        .route(
+            "/page",
+            post(move |r: Recovered| async move { Json(report(k, &r)) }),
+        )
+        // What a client sees: the protocol messages only.
+        .route(
+            "/public",
+            get(|r: Recovered| async move { Json(r.messages()) }),
+        )
+        .route(
+            "/seal",
+            post(move |r: Recovered| async move {
+                let ctx = r.context();
+                let rev = ctx.next_revision(k.counter);
+                let update = ctx.seal(k.counter, rev, 1, &99u32).unwrap();
+                let mut out = r.messages();
+                out.push(update.into());
+                Json(out)
+            }),
+        )
+        .layer(layer(StateRecoveryLayer::new(recovery)))
+}
+
+fn app(recovery: Recovery) -> Router {
+    app_with(recovery, |l| l)
+}
+
+fn seal(r: &Recovery, s: &Salt, key: StateKey, rev: u64, value: &impl serde::Serialize) -> Token {
+    r.seal(&Scope::new(s), key, rev, 1, value).unwrap()
+}
+
+fn message(s: Option<&Salt>, entries: &[&str]) -> Value {
+    json!({"type": "recover", "salt": s.map(Salt::encode), "entries": entries, "input": {}})
+}
+
+fn with_header(path: &str, msg: &Value) -> Request<Body> {
+    with_raw_header(path, &URL_SAFE_NO_PAD.encode(msg.to_string()))
+}
+
+fn with_raw_header(path: &str, value: &str) -> Request<Body> {
+    Request::get(path)
+        .header("State-Recovery", value)
+        .body(Body::empty())
+        .unwrap()
+}
+
+async fn send(app: &Router, req: Request<Body>) -> (StatusCode, Value) {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+fn fresh_salt_issued(v: &Value) -> bool {
+    let m = &v["messages"];
+    m[0]["type"] == "salt"
+        && m[0]["salt"]
+            .as_str()
+            .is_some_and(|s| Salt::decode(s).is_ok())
+        && m[1] == json!({"type": "recovered", "restored": 0, "rejected": m[1]["rejected"]})
+}
+
+#[tokio::test]
+async fn serves_the_js_client() {
+    let (r, _) = recovery();
+    let app = app(r.clone());
+    let res = app
+        .clone()
+        .oneshot(
+            Request::get("/state-recovery.js")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let h = res.headers().clone();
+    assert_eq!(h[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
+    assert_eq!(h[header::CACHE_CONTROL], "no-cache");
+    assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, CLIENT_JS.as_bytes());
+
+    // Revalidation is a 304.
+    let etag = h[header::ETAG].clone();
+    let res = app
+        .clone()
+        .oneshot(
+            Request::get("/state-recovery.js")
+                .header(header::IF_NONE_MATCH, etag)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+
+    // Another path, or none.
+    let moved = app_with(r.clone(), |l| l.with_client_path("static/sr.js"));
+    let res = moved
+        .clone()
+        .oneshot(Request::get("/static/sr.js").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = moved
+        .oneshot(
+            Request::get("/state-recovery.js")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let off = app_with(r, StateRecoveryLayer::without_client_route);
+    let res = off
+        .oneshot(
+            Request::get("/state-recovery.js")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn header_bundle_restores_typed_values() {
+    let (r, _) = recovery();
+    let k = keys(&r);
+    let s = salt(1);
+    let a = seal(&r, &s, k.counter, 7, &41u32);
+    let b = seal(&r, &s, k.note, 2, &"half-typed");
+    let (status, v) = send(
+        &app(r),
+        with_header("/page", &message(Some(&s), &[a.as_str(), b.as_str()])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["counter"], 41);
+    assert_eq!(v["note"], "half-typed");
+    assert_eq!(
+        v["messages"],
+        json!([{"type": "recovered", "restored": 2, "rejected": 0}])
+    );
+    assert_eq!(v["salt"], s.encode());
+    assert_eq!(v["salt_issued"], false);
+    // Revisions continue after the restored one.
+    assert_eq!(v["next_rev"], 8);
+}
+
+#[tokio::test]
+async fn body_field_bundle_restores_and_keeps_the_body() {
+    let (r, _) = recovery();
+    let k = keys(&r);
+    let s = salt(2);
+    let a = seal(&r, &s, k.counter, 1, &5u32);
+    let body = json!({"other": "mine", "state_recovery": message(Some(&s), &[a.as_str()])});
+    let req = Request::post("/page")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let (status, v) = send(&app(r), req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["counter"], 5);
+    assert_eq!(v["other"], "mine");
+    assert_eq!(v["restored"], 1);
+}
+
+#[tokio::test]
+async fn tampered_entry_is_rejected_and_the_others_restored() {
+    let (r, _) = recovery();
+    let k = keys(&r);
+    let s = salt(3);
+    let good = seal(&r, &s, k.note, 1, &"kept");
+    let mut bad = seal(&r, &s, k.counter, 1, &1u32).into_string();
+    let mid = bad.len() / 2;
+    let c = bad.as_bytes()[mid];
+    bad.replace_range(mid..=mid, if c == b'A' { "B" } else { "A" });
+    let (_, v) = send(
+        &app(r),
+        with_header("/page", &message(Some(&s), &[&bad, good.as_str()])),
+    )
+    .await;
+    assert_eq!(v["note"], "kept");
+    assert_eq!(v["counter"], Value::Null);
+    assert_eq!(v["rejected"], json!(["bad-signature"]));
+    assert_eq!(
+        v["messages"],
+        json!([{"type": "recovered", "restored": 1, "rejected": 1}])
+    );
+}
+
+#[tokio::test]
+async fn malformed_messages_mean_a_new_client() {
+    let (r, _) = recovery();
+    let app = app(r);
+    let enc = |s: &str| URL_SAFE_NO_PAD.encode(s);
+    let cases: Vec<(Request<Body>, Option<&str>)> = vec![
+        (
+            with_raw_header("/page", "!!not base64!!"),
+            Some("malformed"),
+        ),
+        (
+            with_raw_header("/page", &format!("{}=", enc("{}"))),
+            Some("malformed"),
+        ),
+        (
+            with_raw_header("/page", &enc("not json")),
+            Some("malformed"),
+        ),
+        (with_raw_header("/page", &enc("[1,2]")), Some("malformed")),
+        (
+            with_raw_header(
+                "/page",
+                &enc(r#"{"type":"recover","salt":"short","entries":[]}"#),
+            ),
+            Some("malformed"),
+        ),
+        (
+            with_raw_header("/page", &enc(r#"{"type":"recover","salt":7}"#)),
+            Some("malformed"),
+        ),
+        (
+            with_raw_header("/page", &enc(r#"{"type":"other","salt":null}"#)),
+            Some("malformed"),
+        ),
+        (
+            with_raw_header(
+                "/page",
+                &enc(r#"{"type":"recover","salt":null,"entries":["x"]}"#),
+            ),
+            None,
+        ),
+        (
+            with_raw_header("/page", &enc(r#"{"type":"recover"}"#)),
+            None,
+        ),
+        (Request::get("/page").body(Body::empty()).unwrap(), None),
+        (
+            Request::post("/page")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{not json"))
+                .unwrap(),
+            Some("malformed"),
+        ),
+        (
+            Request::post("/page")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(r#"{"state_recovery":"a string"}"#))
+                .unwrap(),
+            Some("malformed"),
+        ),
+    ];
+    for (i, (req, reason)) in cases.into_iter().enumerate() {
+        let (status, v) = send(&app, req).await;
+        assert_eq!(status, StatusCode::OK, "case {i}");
+        assert!(fresh_salt_issued(&v), "case {i}: {v}");
+        assert_eq!(v["restored"], 0, "case {i}");
+        assert_eq!(v["bundle_rejection"], json!(reason), "case {i}");
+        assert_eq!(v["salt_issued"], true, "case {i}");
+    }
+}
+
+#[tokio::test]
+async fn oversized_bundle_is_too_large_before_any_mac() {
+    let limits = Limits::default()
+        .with_max_token_bytes(1024)
+        .with_max_bundle_bytes(4096);
+    let clock = Arc::new(state_recovery::ManualClock::new(crate::common::NOW));
+    let r = Recovery::builder(ring(&[("k1", 1)]))
+        .namespace("test-app")
+        .clock(clock)
+        .limits(limits)
+        .build()
+        .unwrap();
+    let k = keys(&r);
+    let s = salt(4);
+    let good = seal(&r, &s, k.counter, 1, &1u32);
+    let mut msg = message(Some(&s), &[good.as_str()]);
+    msg["input"] = json!({"f": {"pad": "x".repeat(5000)}});
+    let app = app(r);
+    // Header.
+    let (status, v) = send(&app, with_header("/page", &msg)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["bundle_rejection"], "too-large");
+    assert_eq!(v["counter"], Value::Null);
+    assert!(fresh_salt_issued(&v), "{v}");
+    assert_eq!(v["messages"][1]["rejected"], 1);
+    // Body field.
+    let req = Request::post("/page")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(json!({"state_recovery": msg}).to_string()))
+        .unwrap();
+    let (status, v) = send(&app, req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["bundle_rejection"], "too-large");
+    assert_eq!(v["counter"], Value::Null);
+    // A body far over the cap is refused by its declared length, unread.
+    let req = Request::post("/page")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(" ".repeat(200_000)))
+        .unwrap();
+    let (status, v) = send(&app, req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["bundle_rejection"], "too-large");
+}
+
+#[tokio::test]
+async fn another_users_salt_restores_nothing() {
+    let (r, _) = recovery();
+    let k = keys(&r);
+    let (mine, theirs) = (salt(5), salt(6));
+    let a = seal(&r, &theirs, k.counter, 1, &1u32);
+    let b = seal(&r, &theirs, k.note, 1, &"secret-ish");
+    let (_, v) = send(
+        &app(r),
+        with_header("/page", &message(Some(&mine), &[a.as_str(), b.as_str()])),
+    )
+    .await;
+    assert_eq!(v["restored"], 0);
+    assert_eq!(v["rejected"], json!(["bad-signature", "bad-signature"]));
+    // The client's own salt is valid, so it is kept: no new salt message.
+    assert_eq!(
+        v["messages"],
+        json!([{"type": "recovered", "restored": 0, "rejected": 2}])
+    );
+}
+
+#[tokio::test]
+async fn entries_are_bound_to_the_subject() {
+    let (r, _) = recovery();
+    let app = app_with(r, |l| {
+        l.with_subject(|p| {
+            p.headers
+                .get("x-user")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
+    });
+    // Alice gets a salt and a sealed entry from the server.
+    let req = Request::post("/seal")
+        .header("x-user", "alice")
+        .body(Body::empty())
+        .unwrap();
+    let (_, msgs) = send(&app, req).await;
+    assert_eq!(msgs[0]["type"], "salt");
+    assert_eq!(msgs[2]["type"], "state");
+    assert_eq!(msgs[2]["rev"], 1);
+    let s = Salt::decode(msgs[0]["salt"].as_str().unwrap()).unwrap();
+    let token = msgs[2]["token"].as_str().unwrap();
+    let msg = message(Some(&s), &[token]);
+
+    let as_user = |user: &str| {
+        let mut req = with_header("/page", &msg);
+        req.headers_mut().insert("x-user", user.parse().unwrap());
+        req
+    };
+    let (_, v) = send(&app, as_user("alice")).await;
+    assert_eq!(v["counter"], 99);
+    assert_eq!(v["subject"], "alice");
+    let (_, v) = send(&app, as_user("bob")).await;
+    assert_eq!(v["counter"], Value::Null);
+    assert_eq!(v["rejected"], json!(["bad-signature"]));
+    // Anonymous too.
+    let (_, v) = send(&app, with_header("/page", &msg)).await;
+    assert_eq!(v["rejected"], json!(["bad-signature"]));
+}
+
+#[tokio::test]
+async fn client_input_comes_through_separately_and_is_never_opened() {
+    let (r, _) = recovery();
+    let k = keys(&r);
+    let s = salt(7);
+    let token = seal(&r, &s, k.counter, 1, &12u32);
+    let app = app(r);
+    // A valid token hidden inside input is a string, not an entry.
+    let msg = json!({
+        "type": "recover", "salt": s.encode(), "entries": [],
+        "input": {"signup": {"name": "Ada", "entries": [token.as_str()], "tags": ["a", "b"]}},
+    });
+    let (_, v) = send(&app, with_header("/page", &msg)).await;
+    assert_eq!(v["restored"], 0);
+    assert_eq!(v["counter"], Value::Null);
+    assert_eq!(v["rejected"], json!([]));
+    assert_eq!(v["input"]["signup"]["name"], json!(["Ada"]));
+    assert_eq!(v["input"]["signup"]["entries"], json!([token.as_str()]));
+    assert_eq!(v["input"]["signup"]["tags"], json!(["a", "b"]));
+    assert_eq!(
+        v["messages"],
+        json!([{"type": "recovered", "restored": 0, "rejected": 0}])
+    );
+
+    // Bad input is dropped whole; the signed entries are restored regardless.
+    let msg = json!({
+        "type": "recover", "salt": s.encode(), "entries": [token.as_str()],
+        "input": {"f": {"n": 1}},
+    });
+    let (_, v) = send(&app, with_header("/page", &msg)).await;
+    assert_eq!(v["counter"], 12);
+    assert_eq!(v["input"], json!({}));
+    assert_eq!(v["input_error"], "malformed");
+}
+
+#[tokio::test]
+async fn rejections_look_identical_whatever_the_reason() {
+    let (r, clock) = recovery();
+    let k = keys(&r);
+    let s = salt(8);
+    let old = seal(&r, &s, k.counter, 1, &1u32).into_string();
+    clock.advance(10 * crate::common::STEP); // old is now expired
+    let (other_ring, other_clock) = recovery_with(ring(&[("k9", 9)]));
+    other_clock.advance(10 * crate::common::STEP);
+    let forged = seal(&other_ring, &s, k.counter, 1, &1u32).into_string(); // unknown-key
+    let moved = seal(&r, &salt(9), k.counter, 1, &1u32).into_string(); // bad-signature
+    let garbage = "not a token".to_owned(); // malformed
+    let app = app(r);
+
+    let mut seen = Vec::new();
+    for t in [&forged, &moved, &garbage, &old] {
+        let res: Response = app
+            .clone()
+            .oneshot(with_header("/public", &message(Some(&s), &[t])))
+            .await
+            .unwrap();
+        let status = res.status();
+        let mut headers: Vec<_> = res
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        headers.sort();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        seen.push((status, headers, body));
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&seen[0].2).unwrap(),
+        json!([{"type": "recovered", "restored": 0, "rejected": 1}])
+    );
+    // The handler, though, knows why.
+    let (_, v) = send(
+        &app,
+        with_header(
+            "/page",
+            &message(Some(&s), &[&forged, &moved, &garbage, &old]),
+        ),
+    )
+    .await;
+    assert_eq!(
+        v["rejected"],
+        json!(["unknown-key", "bad-signature", "malformed", "expired"])
+    );
+}
+
+#[tokio::test]
+async fn missing_layer_is_a_500() {
+    let app = Router::new().route("/", get(|_: Recovered| async { "unreachable" }));
+    let res = app
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_name_key_and_reason_but_never_token_or_salt() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let (r, _) = recovery();
+    let k = keys(&r);
+    let (s, other) = (salt(10), salt(11));
+    let moved = seal(&r, &other, k.counter, 1, &"payload-text");
+    let (_, v) = send(
+        &app(r),
+        with_header("/page", &message(Some(&s), &[moved.as_str()])),
+    )
+    .await;
+    assert_eq!(v["rejected"], json!(["bad-signature"]));
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("bad-signature"), "{logs}");
+    assert!(logs.contains(&k.counter.to_string()), "{logs}");
+    for secret in [moved.as_str(), &s.encode(), &other.encode(), "payload-text"] {
+        assert!(!logs.contains(secret), "log leaks {secret}: {logs}");
+    }
+}
+
+// --- WebSocket, over loopback ---
+
+type Client =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A live page: on connect it seals `counter + 1`, then echoes the app's first message (if
+/// the client's first message was not a reconnect message) and any later text.
+async fn serve_ws(recovery: Recovery, timeout: Duration) -> String {
+    let k = keys(&recovery);
+    let app = Router::new()
+        .route(
+            "/ws",
+            get(move |ws: RecoverySocket| async move {
+                ws.on_upgrade(move |mut session: RecoverySession| async move {
+                    let n: u32 = session.recovered().get(k.counter).unwrap_or(0);
+                    let ctx = session.context();
+                    let update = ctx
+                        .seal(k.counter, ctx.next_revision(k.counter), 1, &(n + 1))
+                        .unwrap();
+                    session.send(update).await.unwrap();
+                    let form = session
+                        .input()
+                        .form("f")
+                        .and_then(|f| f.get("q"))
+                        .map(str::to_owned);
+                    let first = session
+                        .take_first_message()
+                        .map(|m| m.into_text().unwrap().to_string());
+                    let hello = json!({"type": "hello", "first": first, "q": form});
+                    let socket = session.socket_mut();
+                    socket.send(hello.to_string().into()).await.unwrap();
+                    while let Some(Ok(msg)) = socket.recv().await {
+                        if socket.send(msg).await.is_err() {
+                            break;
+                        }
+                    }
+                })
+            }),
+        )
+        .layer(StateRecoveryLayer::new(recovery).with_first_message_timeout(timeout));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("ws://{addr}/ws")
+}
+
+async fn recv_json(c: &mut Client) -> Value {
+    let next = tokio::time::timeout(Duration::from_secs(10), c.next())
+        .await
+        .unwrap();
+    let msg = next.unwrap().unwrap();
+    serde_json::from_str(msg.to_text().unwrap()).unwrap()
+}
+
+async fn connect(url: &str, first: Option<String>) -> Client {
+    let (mut c, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    if let Some(text) = first {
+        c.send(Message::text(text)).await.unwrap();
+    }
+    c
+}
+
+#[tokio::test]
+async fn websocket_session_recovers_and_handles_bad_first_messages() {
+    let (r, _) = recovery();
+    let url = serve_ws(r, Duration::from_millis(300)).await;
+
+    // New client: salt, recovered, then its first state.
+    let mut c = connect(&url, Some(message(None, &[]).to_string())).await;
+    let salt_msg = recv_json(&mut c).await;
+    assert_eq!(salt_msg["type"], "salt");
+    let s = Salt::decode(salt_msg["salt"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        recv_json(&mut c).await,
+        json!({"type": "recovered", "restored": 0, "rejected": 0})
+    );
+    let state = recv_json(&mut c).await;
+    assert_eq!(
+        (state["type"].as_str(), state["rev"].as_u64()),
+        (Some("state"), Some(1))
+    );
+    let token = state["token"].as_str().unwrap().to_owned();
+    assert_eq!(recv_json(&mut c).await["type"], "hello");
+    // The connection goes on with app messages.
+    c.send(Message::text(r#"{"type":"ping"}"#)).await.unwrap();
+    assert_eq!(recv_json(&mut c).await, json!({"type": "ping"}));
+    drop(c);
+
+    // Reconnect with the salt and the token: restored, and the next state builds on it.
+    let mut msg = message(Some(&s), &[&token]);
+    msg["input"] = json!({"f": {"q": "typed"}});
+    let mut c = connect(&url, Some(msg.to_string())).await;
+    assert_eq!(
+        recv_json(&mut c).await,
+        json!({"type": "recovered", "restored": 1, "rejected": 0})
+    );
+    let state = recv_json(&mut c).await;
+    assert_eq!(state["rev"], 2);
+    let hello = recv_json(&mut c).await;
+    assert_eq!(hello["q"], "typed");
+    assert_eq!(hello["first"], Value::Null);
+
+    // Not a reconnect message: a new client, and the app still gets the message.
+    let mut c = connect(&url, Some("hello there".to_owned())).await;
+    assert_eq!(recv_json(&mut c).await["type"], "salt");
+    assert_eq!(
+        recv_json(&mut c).await,
+        json!({"type": "recovered", "restored": 0, "rejected": 0})
+    );
+    assert_eq!(recv_json(&mut c).await["rev"], 1);
+    assert_eq!(recv_json(&mut c).await["first"], "hello there");
+
+    // A broken reconnect message: a new client, one rejection counted.
+    let mut c = connect(&url, Some(r#"{"type":"recover","salt":123}"#.to_owned())).await;
+    assert_eq!(recv_json(&mut c).await["type"], "salt");
+    assert_eq!(
+        recv_json(&mut c).await,
+        json!({"type": "recovered", "restored": 0, "rejected": 1})
+    );
+
+    // Silence: after the timeout, a new client.
+    let mut c = connect(&url, None).await;
+    assert_eq!(recv_json(&mut c).await["type"], "salt");
+    assert_eq!(recv_json(&mut c).await["type"], "recovered");
+    assert_eq!(recv_json(&mut c).await["rev"], 1);
+}
+
+#[tokio::test]
+async fn websocket_oversized_first_message_is_too_large() {
+    let (r, _) = recovery();
+    let k = keys(&r);
+    let s = salt(12);
+    let token = seal(&r, &s, k.counter, 5, &7u32);
+    let url = serve_ws(r, Duration::from_secs(5)).await;
+    let mut msg = message(Some(&s), &[token.as_str()]);
+    msg["input"] = json!({"f": {"pad": "x".repeat(Limits::DEFAULT_MAX_BUNDLE_BYTES)}});
+    let mut c = connect(&url, Some(msg.to_string())).await;
+    assert_eq!(recv_json(&mut c).await["type"], "salt");
+    assert_eq!(
+        recv_json(&mut c).await,
+        json!({"type": "recovered", "restored": 0, "rejected": 1})
+    );
+    // Nothing was restored: the counter starts over.
+    let state = recv_json(&mut c).await;
+    assert_eq!(state["rev"], 1);
+}
