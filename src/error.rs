@@ -25,11 +25,12 @@ pub enum ConfigError {
     /// A pepper made only of zero bytes.
     #[error("pepper is all zero bytes")]
     PepperAllZero,
-    /// A key id that is empty, longer than 32 characters or outside `[A-Za-z0-9_-]`.
-    #[error("key id {id:?} is invalid: use 1 to 32 characters from [A-Za-z0-9_-]")]
+    /// A key id that is empty, longer than 32 characters or outside `[A-Za-z0-9_-]`. The
+    /// text is not repeated: a key written where the id belongs would leak through it.
+    #[error("a key id of {len} bytes is invalid: use 1 to 32 characters from [A-Za-z0-9_-]")]
     InvalidKeyId {
-        /// The id that was given (ids are not secret).
-        id: String,
+        /// The length of what was given, in bytes.
+        len: usize,
     },
     /// Two keys in one ring with the same id.
     #[error("key id {id:?} appears more than once in the key ring")]

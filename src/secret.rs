@@ -133,7 +133,7 @@ impl KeyId {
         if Self::is_valid(id.as_bytes()) {
             Ok(Self(id.into()))
         } else {
-            Err(ConfigError::InvalidKeyId { id: id.into() })
+            Err(ConfigError::InvalidKeyId { len: id.len() })
         }
     }
 
@@ -466,6 +466,10 @@ mod tests {
             KeyRing::parse(&format!("a:{KEY_A},")).unwrap_err(),
             ConfigError::KeyRingSyntax { position: 2 }
         );
+        // A key written where the id belongs is never repeated in the error.
+        let err = KeyRing::parse(&format!("{KEY_A}:a")).unwrap_err();
+        assert_eq!(err, ConfigError::InvalidKeyId { len: 43 });
+        assert!(!err.to_string().contains(KEY_A));
         let err = KeyRing::parse(&format!("a:{KEY_A}=")).unwrap_err();
         assert_eq!(err, ConfigError::KeyEncoding { id: "a".into() });
         assert!(!err.to_string().contains(KEY_A));

@@ -11,7 +11,10 @@
 
 mod adversarial;
 mod bundles;
+#[cfg(feature = "cli")]
+mod cli;
 mod common;
 #[cfg(feature = "axum")]
 mod layer;
 mod roundtrip;
+mod vectors;

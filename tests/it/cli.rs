@@ -1,0 +1,568 @@
+//! The `state-recovery` binary, run as a user would: arguments, environment, stdin.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+use state_recovery::{KeyRing, Location, ManualClock, Pepper, Recovery, Salt, Scope};
+
+use crate::common::{NOW, STEP};
+
+const BIN: &str = env!("CARGO_BIN_EXE_state-recovery");
+const VARS: [&str; 5] = [
+    "STATE_RECOVERY_KEYS",
+    "STATE_RECOVERY_OTP_STEP",
+    "STATE_RECOVERY_OTP_SKEW",
+    "STATE_RECOVERY_NAMESPACE",
+    "STATE_RECOVERY_LOCATION_KEY",
+];
+const LOC: &str = "src/app.rs:12:9";
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// The stdout lines parsed as JSON.
+    fn json_lines(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    /// The reason codes of the stdout lines (`ok` for an opened token).
+    fn outcomes(&self) -> Vec<String> {
+        self.json_lines()
+            .iter()
+            .map(|v| match v["ok"].as_bool() {
+                Some(true) => "ok".to_owned(),
+                _ => v["error"].as_str().unwrap().to_owned(),
+            })
+            .collect()
+    }
+
+    /// A usage or configuration error: exit 2, one line on stderr, nothing on stdout.
+    fn assert_fatal(&self, secrets: &[&str]) {
+        assert_eq!(
+            self.code, 2,
+            "stdout: {} stderr: {}",
+            self.stdout, self.stderr
+        );
+        assert!(self.stdout.is_empty(), "{}", self.stdout);
+        assert!(!self.stderr.trim().is_empty());
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        for s in secrets {
+            assert!(
+                !self.stderr.contains(s),
+                "secret in stderr: {}",
+                self.stderr
+            );
+        }
+    }
+}
+
+fn run(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Run {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for v in VARS {
+        cmd.env_remove(v);
+    }
+    cmd.envs(env.iter().copied());
+    let mut child = cmd.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    // The child may stop reading early (size caps): ignore a broken pipe.
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    Run {
+        code: out.status.code().expect("exited by signal"),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+fn key_b64(byte: u8) -> String {
+    Pepper::try_from_bytes(&[byte; 32])
+        .unwrap()
+        .expose_base64()
+        .to_string()
+}
+
+fn ring_spec() -> String {
+    format!("cli:{}", key_b64(7))
+}
+
+fn salt_text(byte: u8) -> String {
+    Salt::from_bytes([byte; 16]).encode()
+}
+
+/// The environment of a configured deployment.
+fn env(ring: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("STATE_RECOVERY_KEYS", ring.to_owned()),
+        ("STATE_RECOVERY_NAMESPACE", "cli-test".to_owned()),
+    ]
+}
+
+fn run_env(args: &[&str], env: &[(&'static str, String)], stdin: &[u8]) -> Run {
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    run(args, &pairs, stdin)
+}
+
+/// Seals `value` at [`NOW`] with the default environment; extra args after the defaults.
+fn seal(value: &str, extra: &[&str]) -> String {
+    let salt = salt_text(1);
+    let now = NOW.to_string();
+    let mut args = vec!["seal", "--salt", &salt, "--location", LOC, "--now", &now];
+    args.extend_from_slice(extra);
+    let r = run_env(&args, &env(&ring_spec()), value.as_bytes());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.is_empty(), "{}", r.stderr);
+    let token = r.stdout.trim().to_owned();
+    assert_eq!(r.stdout, format!("{token}\n"));
+    token
+}
+
+/// Opens `input` with salt 1 at `now` (the default environment); extra args after.
+fn open_at_time(input: &str, now: u64, extra: &[&str]) -> Run {
+    let salt = salt_text(1);
+    let now = now.to_string();
+    let mut args = vec!["open", "--salt", &salt, "--now", &now];
+    args.extend_from_slice(extra);
+    run_env(&args, &env(&ring_spec()), input.as_bytes())
+}
+
+fn open(input: &str, extra: &[&str]) -> Run {
+    open_at_time(input, NOW, extra)
+}
+
+fn tamper(token: &str) -> String {
+    let mut bytes = token.as_bytes().to_vec();
+    let i = bytes.len() / 2;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    String::from_utf8(bytes).unwrap()
+}
+
+#[test]
+fn keygen_prints_one_ring_entry() {
+    let r = run(&["keygen"], &[], b"");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let line = r.stdout.strip_suffix('\n').unwrap();
+    assert!(!line.contains('\n'));
+    let ring = KeyRing::parse(line).unwrap();
+    let id = ring.ids().next().unwrap().as_str().to_owned();
+    assert_eq!(id.len(), 9, "{id}");
+    assert!(id.starts_with('k'));
+    assert!(id[1..]
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+
+    let named = run(&["keygen", "--id", "prod-2024_a"], &[], b"");
+    assert_eq!(named.code, 0);
+    assert!(named.stdout.starts_with("prod-2024_a:"));
+    assert_ne!(KeyRing::parse(named.stdout.trim()).unwrap().len(), 0);
+    assert_ne!(
+        named.stdout,
+        run(&["keygen", "--id", "prod-2024_a"], &[], b"").stdout
+    );
+
+    for bad in ["", "a b", "a:b", &"x".repeat(33)] {
+        run(&["keygen", "--id", bad], &[], b"").assert_fatal(&[]);
+    }
+}
+
+#[test]
+fn salt_prints_a_fresh_salt() {
+    let a = run(&["salt"], &[], b"");
+    let b = run(&["salt"], &[], b"");
+    assert_eq!(a.code, 0);
+    assert!(Salt::decode(a.stdout.strip_suffix('\n').unwrap()).is_ok());
+    assert_ne!(a.stdout, b.stdout);
+}
+
+#[test]
+fn seal_then_open_round_trips() {
+    let value = r#"{"draft":"héllo \"there\"","step":3,"open":[true,null,1.5]}"#;
+    let token = seal(value, &["--rev", "5", "--schema", "2"]);
+    let r = open(&format!("{token}\n"), &[]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+
+    // The key the library computes for the same namespace and location.
+    let ring = KeyRing::parse(&ring_spec()).unwrap();
+    let lib = Recovery::builder(ring)
+        .namespace("cli-test")
+        .clock(ManualClock::new(NOW))
+        .build()
+        .unwrap();
+    let key = lib.state_key(&LOC.parse::<Location>().unwrap());
+    let expected = json!({"ok": true, "key": key.to_string(), "rev": 5, "schema": 2,
+        "value": serde_json::from_str::<Value>(value).unwrap()});
+    assert_eq!(r.json_lines(), vec![expected]);
+    assert!(
+        r.stdout.starts_with(r#"{"ok":true,"key":""#),
+        "{}",
+        r.stdout
+    );
+
+    // The library opens what the CLI sealed.
+    let salt = Salt::from_bytes([1; 16]);
+    let opened = lib
+        .open_at::<Value>(&Scope::new(&salt), key, &token)
+        .unwrap();
+    assert_eq!((opened.revision, opened.schema), (5, 2));
+
+    // Defaults: rev 0, schema 1.
+    let plain = open(&seal("null", &[]), &[]);
+    assert_eq!(plain.json_lines()[0]["rev"], 0);
+    assert_eq!(plain.json_lines()[0]["schema"], 1);
+}
+
+#[test]
+fn tampered_token_is_a_bad_signature() {
+    let token = seal("42", &[]);
+    let r = open(&tamper(&token), &[]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.outcomes(), ["bad-signature"]);
+    assert_eq!(r.stdout, "{\"ok\":false,\"error\":\"bad-signature\"}\n");
+}
+
+#[test]
+fn mixed_lines_are_answered_in_order() {
+    let a = seal("1", &[]);
+    let b = seal("2", &[]);
+    let input = format!("{a}\n\n  \n{}\r\nnot a token\n{b}\r\n\n", tamper(&b));
+    let r = open(&input, &[]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.outcomes(), ["ok", "bad-signature", "malformed", "ok"]);
+    let values: Vec<Value> = r.json_lines().iter().map(|v| v["value"].clone()).collect();
+    assert_eq!(values, [json!(1), Value::Null, Value::Null, json!(2)]);
+
+    // All good (no trailing newline either): exit 0.
+    let r = open(&format!("{a}\n{b}"), &[]);
+    assert_eq!((r.code, r.outcomes()), (0, vec!["ok".into(), "ok".into()]));
+}
+
+#[test]
+fn no_input_opens_nothing() {
+    for input in ["", "\n\n", " \r\n"] {
+        let r = open(input, &[]);
+        assert_eq!((r.code, r.stdout.as_str(), r.stderr.as_str()), (0, "", ""));
+    }
+}
+
+#[test]
+fn other_salt_subject_or_location_is_refused() {
+    let token = seal("\"x\"", &["--subject", "alice"]);
+    assert_eq!(open(&token, &["--subject", "alice"]).outcomes(), ["ok"]);
+    for extra in [&["--subject", "mallory"][..], &[]] {
+        let r = open(&token, extra);
+        assert_eq!((r.code, r.outcomes()), (1, vec!["bad-signature".into()]));
+    }
+    let salt2 = salt_text(2);
+    let now = NOW.to_string();
+    let args = [
+        "open",
+        "--salt",
+        &salt2,
+        "--now",
+        &now,
+        "--subject",
+        "alice",
+    ];
+    let r = run_env(&args, &env(&ring_spec()), token.as_bytes());
+    assert_eq!((r.code, r.outcomes()), (1, vec!["bad-signature".into()]));
+
+    let plain = seal("\"y\"", &[]);
+    assert_eq!(open(&plain, &["--location", LOC]).outcomes(), ["ok"]);
+    for other in ["src/app.rs:12:10", "src/app.rs:12:9#row/1"] {
+        let r = open(&plain, &["--location", other]);
+        assert_eq!((r.code, r.outcomes()), (1, vec!["wrong-location".into()]));
+    }
+}
+
+#[test]
+fn the_clock_decides_expiry() {
+    let token = seal("true", &[]);
+    let at = |t: u64| open_at_time(&token, t, &[]).outcomes();
+    assert_eq!(at(NOW + STEP), ["ok"]);
+    assert_eq!(at(NOW - STEP), ["ok"]);
+    assert_eq!(at(NOW + 2 * STEP), ["expired"]);
+    assert_eq!(at(NOW - 2 * STEP), ["not-yet-valid"]);
+    // A wider skew from the environment accepts it again.
+    let mut e = env(&ring_spec());
+    e.push(("STATE_RECOVERY_OTP_SKEW", "2".into()));
+    let salt = salt_text(1);
+    let later = (NOW + 2 * STEP).to_string();
+    let r = run_env(
+        &["open", "--salt", &salt, "--now", &later],
+        &e,
+        token.as_bytes(),
+    );
+    assert_eq!(r.outcomes(), ["ok"]);
+}
+
+#[test]
+fn rotation_and_unknown_keys() {
+    let token = seal("7", &[]);
+    let salt = salt_text(1);
+    let now = NOW.to_string();
+    let args = ["open", "--salt", salt.as_str(), "--now", now.as_str()];
+    let rotated = format!("new:{},{}", key_b64(8), ring_spec());
+    let r = run_env(&args, &env(&rotated), token.as_bytes());
+    assert_eq!(r.outcomes(), ["ok"]);
+    let retired = format!("new:{}", key_b64(8));
+    let r = run_env(&args, &env(&retired), token.as_bytes());
+    assert_eq!((r.code, r.outcomes()), (1, vec!["unknown-key".into()]));
+}
+
+#[test]
+fn configuration_errors_exit_2_without_key_material() {
+    let key = key_b64(7);
+    let salt = salt_text(1);
+    let good = ring_spec();
+    let rings = [
+        None,
+        Some(String::new()),
+        Some(key.clone()),
+        Some(format!("{key}:cli")),
+        Some(format!("cli:{key}=")),
+        Some(format!("cli:{}", &key[..20])),
+        Some(format!("cli:{key},cli:{key}")),
+        Some(format!("cli:{key},")),
+        Some(format!("b@d:{key}")),
+    ];
+    for ring in &rings {
+        let mut e: Vec<(&str, String)> = vec![("STATE_RECOVERY_NAMESPACE", "x".into())];
+        if let Some(r) = ring {
+            e.push(("STATE_RECOVERY_KEYS", r.clone()));
+        }
+        for cmd in ["seal", "open"] {
+            let args = [cmd, "--salt", &salt, "--location", LOC];
+            let r = run_env(&args, &e, b"1");
+            r.assert_fatal(&[&key, &key[..20]]);
+            assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+        }
+    }
+
+    let bad_env = [
+        ("STATE_RECOVERY_OTP_STEP", "0"),
+        ("STATE_RECOVERY_OTP_STEP", "soon"),
+        ("STATE_RECOVERY_OTP_SKEW", "1000"),
+        ("STATE_RECOVERY_NAMESPACE", ""),
+        ("STATE_RECOVERY_LOCATION_KEY", "short"),
+    ];
+    for (var, val) in bad_env {
+        let mut e = env(&good);
+        e.retain(|(k, _)| *k != var);
+        e.push((var, val.into()));
+        run_env(&["open", "--salt", &salt], &e, b"").assert_fatal(&[&key]);
+    }
+
+    for bad_salt in [
+        "",
+        "short",
+        "AAAAAAAAAAAAAAAAAAAAAB",
+        "AAAAAAAAAAAAAAAAAAAAAA==",
+        &key,
+    ] {
+        for cmd in ["seal", "open"] {
+            let args = [cmd, "--salt", bad_salt, "--location", LOC];
+            let r = run_env(&args, &env(&good), b"1");
+            r.assert_fatal(&[&key]);
+            assert!(r.stderr.contains("salt"), "{}", r.stderr);
+        }
+    }
+
+    for bad_loc in ["", "src/app.rs", "src/app.rs:1", "src/app.rs:x:1", ":1:2"] {
+        for cmd in ["seal", "open"] {
+            let args = [cmd, "--salt", &salt, "--location", bad_loc];
+            let r = run_env(&args, &env(&good), b"1");
+            r.assert_fatal(&[&key]);
+            assert!(r.stderr.contains("location"), "{}", r.stderr);
+        }
+    }
+
+    // Usage errors are clap's, also exit 2.
+    for args in [
+        &["seal", "--location", LOC][..],
+        &["open"],
+        &["frobnicate"],
+        &[],
+    ] {
+        let r = run_env(args, &env(&good), b"1");
+        assert_eq!(r.code, 2, "{args:?}");
+    }
+}
+
+#[test]
+fn bad_json_exits_2_without_panicking() {
+    let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    let inputs = [
+        "".to_owned(),
+        "{".to_owned(),
+        "{'a':1}".to_owned(),
+        "nul".to_owned(),
+        "1 2".to_owned(),
+        "{} x".to_owned(),
+        "[1]]".to_owned(),
+        "\"\\ud800\"x".to_owned(),
+        deep(65),
+        deep(129),
+        deep(200),
+        deep(100_000),
+        "[".repeat(100_000),
+        format!("\"{}\"", "a".repeat(70_000)),
+        // Fits the input cap, but not a token.
+        format!("\"{}\"", "a".repeat(60_000)),
+    ];
+    let salt = salt_text(1);
+    for input in &inputs {
+        let args = ["seal", "--salt", &salt, "--location", LOC];
+        let r = run_env(&args, &env(&ring_spec()), input.as_bytes());
+        r.assert_fatal(&[]);
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    }
+    // 64 levels is the limit, and fits.
+    let token = seal(&deep(64), &[]);
+    assert_eq!(open(&token, &[]).outcomes(), ["ok"]);
+    // Invalid UTF-8.
+    let args = ["seal", "--salt", &salt, "--location", LOC];
+    run_env(&args, &env(&ring_spec()), b"\"\xff\"").assert_fatal(&[]);
+}
+
+#[test]
+fn oversized_lines_are_too_large_and_skipped() {
+    let token = seal("1", &[]);
+    let long = "A".repeat(70_000);
+    let input = format!("{long}\n{token}\n{long}");
+    let r = open(&input, &[]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.outcomes(), ["too-large", "ok", "too-large"]);
+    // Just at the limit: decoded (and refused as not a token), not too-large.
+    let r = open(&format!("{}\r\n", "!".repeat(65_536)), &[]);
+    assert_eq!(r.outcomes(), ["malformed"]);
+    let r = open(&"!".repeat(65_537), &[]);
+    assert_eq!(r.outcomes(), ["too-large"]);
+    // Not UTF-8.
+    let salt = salt_text(1);
+    let r = run_env(
+        &["open", "--salt", &salt],
+        &env(&ring_spec()),
+        b"\xff\xfe\n",
+    );
+    assert_eq!((r.code, r.outcomes()), (1, vec!["malformed".into()]));
+}
+
+#[test]
+fn inspect_shows_unverified_fields() {
+    let token = seal(r#"{"a":[1,2]}"#, &["--rev", "9", "--schema", "3"]);
+    let r = run(&["inspect"], &[], format!("  {token} \n").as_bytes());
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    let v = &r.json_lines()[0];
+    assert_eq!(v["verified"], false);
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["key_id"], "cli");
+    assert_eq!(v["step"], NOW / STEP);
+    assert_eq!(v["rev"], 9);
+    assert_eq!(v["schema"], 3);
+    assert_eq!(v["payload_len"], 11);
+    assert_eq!(v["payload"], json!({"a": [1, 2]}));
+    assert_eq!(v["tag"].as_str().unwrap().len(), 64);
+    assert_eq!(v["key"], open(&token, &[]).json_lines()[0]["key"]);
+    assert!(r
+        .stdout
+        .starts_with("{\"verified\":false,\"version\":1,\"key_id\":"));
+
+    // A tampered token still inspects: nothing is verified.
+    assert_eq!(run(&["inspect"], &[], tamper(&token).as_bytes()).code, 0);
+
+    for (input, reason) in [
+        ("garbage!", "malformed"),
+        ("", "malformed"),
+        ("\n \n", "malformed"),
+        ("AAAA", "unsupported-version"),
+    ] {
+        let r = run(&["inspect"], &[], input.as_bytes());
+        assert_eq!(r.code, 1, "{input}");
+        assert_eq!(r.json_lines(), vec![json!({"ok": false, "error": reason})]);
+    }
+    let r = run(&["inspect"], &[], "A".repeat(70_000).as_bytes());
+    assert_eq!((r.code, r.outcomes()), (1, vec!["too-large".into()]));
+}
+
+#[test]
+fn open_agrees_with_the_golden_vectors() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
+    let mut seen = 0;
+    for dir in ["valid", "invalid"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if !path.extension().is_some_and(|e| e == "json") {
+                continue;
+            }
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let s = |k: &str| v[k].as_str().map(str::to_owned);
+            let ring: Vec<String> = v["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{}:{}",
+                        k["id"].as_str().unwrap(),
+                        k["key"].as_str().unwrap()
+                    )
+                })
+                .collect();
+            let mut e = vec![
+                ("STATE_RECOVERY_KEYS", ring.join(",")),
+                ("STATE_RECOVERY_NAMESPACE", s("namespace").unwrap()),
+                ("STATE_RECOVERY_OTP_STEP", v["otp_step"].to_string()),
+                ("STATE_RECOVERY_OTP_SKEW", v["otp_skew"].to_string()),
+            ];
+            if let Some(k) = s("location_key") {
+                e.push(("STATE_RECOVERY_LOCATION_KEY", k));
+            }
+            let (salt, now) = (s("salt").unwrap(), v["now"].to_string());
+            let mut args = vec![
+                "open".to_owned(),
+                "--salt".into(),
+                salt,
+                "--now".into(),
+                now,
+            ];
+            for flag in ["subject", "location"] {
+                if let Some(x) = s(flag) {
+                    args.extend([format!("--{flag}"), x]);
+                }
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let token = s("token").unwrap();
+            let r = run_env(&args, &e, format!("{token}\n").as_bytes());
+            if token.is_empty() {
+                // A blank line is skipped, not rejected.
+                assert_eq!((r.code, r.stdout.as_str()), (0, ""));
+                continue;
+            }
+            let ok = v["expected"]["ok"].as_bool().unwrap();
+            assert_eq!(r.code, if ok { 0 } else { 1 }, "{}", path.display());
+            assert_eq!(
+                r.json_lines(),
+                [v["expected"].clone()],
+                "{}",
+                path.display()
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 30, "{seen}");
+}
