@@ -28,9 +28,9 @@ pub type RawEntry = Opened<Box<RawValue>>;
 pub struct Rejected {
     /// Position of the token in the bundle.
     pub index: usize,
-    /// The state key the token claims, when it decoded far enough to have one. Unverified
-    /// unless the reason is `wrong-location`, `duplicate-key`, `invalid-payload` or
-    /// `outdated`.
+    /// The state key the token claims, when it decoded far enough to have one. Verified
+    /// (the MAC passed) when the reason is `duplicate-key`, `invalid-payload`, or a
+    /// `too-large`/`malformed` that came from the payload's JSON; otherwise only claimed.
     pub claimed_key: Option<StateKey>,
     /// Why.
     pub reason: Reason,

@@ -118,7 +118,8 @@ pub enum Reason {
     BadSignature,
     /// Authentic, but sealed for another state key than the one asked for.
     WrongLocation,
-    /// Over a size, count or depth limit; refused before any MAC work.
+    /// Over a limit: token size, bundle size or entry count (checked before any MAC work),
+    /// or payload nesting depth (checked after the MAC, before any parsing).
     TooLarge,
     /// Two authentic entries for the same state key in one bundle; neither is restored.
     DuplicateKey,
@@ -213,7 +214,9 @@ impl std::error::Error for Rejection {}
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SealError {
-    /// serde_json could not serialize the value (e.g. a map with non-string keys, a NaN).
+    /// serde_json could not serialize the value (e.g. a map with non-string keys, or a
+    /// `Serialize` impl that fails). Non-finite floats are not errors: serde_json writes them
+    /// as `null`.
     #[error("value does not serialize to JSON")]
     Serialize(#[source] serde_json::Error),
     /// The serialized value nests deeper than the configured JSON depth limit.

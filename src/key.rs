@@ -1,7 +1,14 @@
 //! State keys: which component an entry belongs to, as a keyed hash of its source location.
 //!
-//! `StateKey = first 16 bytes of HMAC-SHA256(location_key,
-//!     PAE["state-recovery/v1/location", namespace, file, BE32(line), BE32(column), instance])`
+//! ```text
+//! location_key = the configured location key, or
+//!                HMAC-SHA256(key = "state-recovery/v1/default-location-key", msg = namespace)
+//! StateKey     = first 16 bytes of HMAC-SHA256(location_key,
+//!                    PAE["state-recovery/v1/location", namespace]
+//!                  ‖ PAE[file, BE32(line), BE32(column), presence ‖ instance])
+//! ```
+//! (`presence` is 0x00 without an instance, 0x01 with one; both PAE blocks are
+//! self-delimiting, so the concatenation is unambiguous.)
 //!
 //! The key reveals no path to whoever does not hold the location key, is the same on every
 //! worker that shares the configuration, and does not depend on the peppers, so it survives

@@ -39,13 +39,14 @@
 //! Each entry's tag is a full-length HMAC-SHA256 over a length-prefixed encoding of the format
 //! version, namespace, key id, time step, OTP code, salt, subject, state key, revision, schema
 //! version and payload, keyed per (pepper, step), and compared with `verify_slice`. Nothing is
-//! deserialized before the tag verifies; sizes, counts and depth are capped before any MAC.
+//! deserialized before the tag verifies; token size, bundle size and entry count are capped
+//! before any MAC, JSON depth before any parsing.
 //! Payloads are readable by the client: do not put secrets in state. See SECURITY.md.
 //!
 //! # Features
 //! | feature | default | what |
 //! |---|---|---|
-//! | `axum` | yes | the axum/tower layer and extractors |
+//! | `axum` | yes | the axum/tower layer and extractors; rejection reasons go to `tracing` |
 //! | `cli` | no | the `state-recovery` binary |
 
 pub mod bundle;

@@ -126,7 +126,8 @@ pub(crate) struct DerivedKeys {
 impl DerivedKeys {
     pub(crate) fn derive(pepper: &Pepper) -> Self {
         let mac_root = Zeroizing::new(mac::hmac_sha256(pepper.expose_bytes(), MAC_ROOT_LABEL));
-        let totp_secret = mac::hmac_sha256(pepper.expose_bytes(), TOTP_SECRET_LABEL);
+        let totp_secret =
+            Zeroizing::new(mac::hmac_sha256(pepper.expose_bytes(), TOTP_SECRET_LABEL));
         Self {
             mac_root,
             totp: totp_at_counter(Algorithm::SHA1, totp_secret.to_vec()),

@@ -82,7 +82,7 @@ impl Limits {
         if self.max_token_bytes < min_token {
             return Err(ConfigError::InvalidLimit {
                 name: "max_token_bytes",
-                detail: "must hold at least one minimal token (98 bytes)",
+                detail: "must hold at least one minimal token (96 bytes)",
             });
         }
         if self.max_bundle_bytes < self.max_token_bytes {

@@ -252,7 +252,13 @@ impl KeyRing {
     /// key files; never log it.
     #[must_use]
     pub fn expose_spec(&self) -> Zeroizing<String> {
-        let mut out = Zeroizing::new(String::new());
+        // Sized up front so that growing never leaves copies of the secrets behind.
+        let cap = self.keys.iter().fold(0usize, |n, k| {
+            n.saturating_add(k.id.as_str().len())
+                .saturating_add(k.pepper.expose_bytes().len().saturating_mul(2))
+                .saturating_add(2)
+        });
+        let mut out = Zeroizing::new(String::with_capacity(cap));
         for (i, k) in self.keys.iter().enumerate() {
             if i > 0 {
                 out.push(',');
