@@ -16,5 +16,7 @@ mod cli;
 mod common;
 #[cfg(feature = "axum")]
 mod layer;
+#[cfg(feature = "axum")]
+mod reconnect;
 mod roundtrip;
 mod vectors;

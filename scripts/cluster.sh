@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Starts N demo workers behind nginx (round-robin, WebSocket proxying) sharing one key ring.
+#
+#   scripts/cluster.sh 3          # http://127.0.0.1:3000, workers w1..w3 on 3101..3103
+#
+# Environment:
+#   STATE_RECOVERY_KEYS  the shared ring; when unset one is generated into a temp file
+#   PORT                 nginx's port (default 3000); workers listen on WORKER_BASE_PORT+i
+#   WORKER_BASE_PORT     default 3100 (so the first worker is on 3101)
+#   RESPAWN=1            restart a worker that dies (after RESPAWN_DELAY seconds, default 0.2)
+#   CLUSTER_DIR          working directory (config, logs, w<i>.pid); default: a new mktemp -d
+#   DEMO_BIN             the demo binary (default: built with `cargo build --example demo`)
+# Ctrl-C (or any exit) stops everything this script started.
+set -euo pipefail
+
+n=${1:-3}
+[[ $n =~ ^[1-9][0-9]?$ ]] || { echo "usage: $0 N  (1..99 workers)" >&2; exit 2; }
+port=${PORT:-3000}
+base=${WORKER_BASE_PORT:-3100}
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+if [[ -n ${CLUSTER_DIR:-} ]]; then
+  dir=$CLUSTER_DIR; mkdir -p "$dir"; own_dir=0
+else
+  dir=$(mktemp -d /tmp/state-recovery-cluster.XXXXXX); own_dir=1
+fi
+
+pids=()       # nginx and the worker supervisors
+cleanup() {
+  trap - EXIT INT TERM
+  local all=("${pids[@]}")
+  # Supervisors first (so none restarts its worker), then the workers they started.
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for f in "$dir"/w*.pid; do
+    [[ -f $f ]] && { all+=("$(cat "$f")"); kill "$(cat "$f")" 2>/dev/null || true; }
+  done
+  # Bounded wait, then SIGKILL whatever is left.
+  for ((t = 0; t < 50; t++)); do
+    local alive=0
+    for p in "${all[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [[ $alive == 0 ]] && break
+    sleep 0.1
+  done
+  for p in "${all[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  rm -f "$dir/keys" "$dir/ready"
+  if [[ $own_dir == 1 ]]; then rm -rf "$dir"; fi
+  echo "cluster stopped" >&2
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# nginx (the Debian package), installed when missing.
+if ! command -v nginx >/dev/null; then
+  echo "installing nginx..." >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }
+fi
+
+# The demo binary.
+bin=${DEMO_BIN:-}
+if [[ -z $bin ]]; then
+  (cd "$root" && cargo build --quiet --example demo)
+  bin=${CARGO_TARGET_DIR:-$root/target}/debug/examples/demo
+fi
+[[ -x $bin ]] || { echo "no demo binary at $bin" >&2; exit 1; }
+
+# One key ring for every worker.
+if [[ -z ${STATE_RECOVERY_KEYS:-} ]]; then
+  (umask 077; printf 'cluster:%s\n' "$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')" > "$dir/keys")
+  STATE_RECOVERY_KEYS=$(cat "$dir/keys")
+  echo "generated a key ring for this cluster in $dir/keys (removed on exit)" >&2
+fi
+export STATE_RECOVERY_KEYS
+
+# Workers, each under a small supervisor loop when RESPAWN=1.
+run_worker() {
+  local i=$1 wport=$((base + $1))
+  while :; do
+    WORKER_ID="w$i" PORT=$wport BIND=127.0.0.1 "$bin" >>"$dir/w$i.log" 2>&1 &
+    local wpid=$!
+    echo "$wpid" >"$dir/w$i.pid"
+    wait "$wpid" || true
+    [[ ${RESPAWN:-0} == 1 ]] || break
+    echo "w$i exited; restarting" >>"$dir/w$i.log"
+    sleep "${RESPAWN_DELAY:-0.2}"
+  done
+}
+upstream=""
+for ((i = 1; i <= n; i++)); do
+  run_worker "$i" &
+  pids+=($!)
+  upstream+="    server 127.0.0.1:$((base + i)) max_fails=1 fail_timeout=1s;"$'\n'
+done
+
+# Wait until every worker answers (bounded).
+for ((i = 1; i <= n; i++)); do
+  ok=0
+  for ((t = 0; t < 300; t++)); do
+    if curl -fsS -m 1 "http://127.0.0.1:$((base + i))/healthz" >/dev/null 2>&1; then ok=1; break; fi
+    sleep 0.1
+  done
+  [[ $ok == 1 ]] || { echo "worker w$i did not start; see $dir/w$i.log" >&2; tail -5 "$dir/w$i.log" >&2; exit 1; }
+done
+
+# nginx with its own prefix and config, not the system one.
+mkdir -p "$dir/nginx/tmp" "$dir/nginx/logs"
+cat >"$dir/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $dir/nginx/nginx.pid;
+error_log $dir/nginx/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log $dir/nginx/logs/access.log;
+  client_body_temp_path $dir/nginx/tmp/body;
+  proxy_temp_path $dir/nginx/tmp/proxy;
+  fastcgi_temp_path $dir/nginx/tmp/fastcgi;
+  uwsgi_temp_path $dir/nginx/tmp/uwsgi;
+  scgi_temp_path $dir/nginx/tmp/scgi;
+  map \$http_upgrade \$connection_upgrade { default upgrade; '' close; }
+  upstream demo {
+$upstream  }
+  server {
+    listen 127.0.0.1:$port;
+    location / {
+      proxy_pass http://demo;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade \$http_upgrade;
+      proxy_set_header Connection \$connection_upgrade;
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_connect_timeout 2s;
+      proxy_read_timeout 1h;
+      proxy_next_upstream error timeout http_502;
+    }
+  }
+}
+EOF
+nginx -p "$dir/nginx" -e "$dir/nginx/logs/error.log" -c "$dir/nginx/nginx.conf" &
+nginx_pid=$!
+pids+=("$nginx_pid")
+ok=0
+for ((t = 0; t < 100; t++)); do
+  if curl -fsS -m 1 "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then ok=1; break; fi
+  kill -0 "$nginx_pid" 2>/dev/null || break
+  sleep 0.1
+done
+[[ $ok == 1 ]] || { echo "nginx did not start; see $dir/nginx/logs/error.log" >&2; cat "$dir/nginx/logs/error.log" >&2 || true; exit 1; }
+
+echo "cluster of $n workers on http://127.0.0.1:$port (workers on $((base + 1))..$((base + n)); dir $dir)" >&2
+echo "ready" >"$dir/ready"
+wait "$nginx_pid"

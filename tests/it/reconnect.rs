@@ -1,0 +1,402 @@
+//! End to end over real sockets: the demo example as separate worker processes. State built on
+//! worker A survives A's SIGKILL and comes back on worker B; a tampered entry, a rotated ring
+//! and another user's salt behave as they should.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{json, Value};
+use state_recovery::{inspect, KeyId, KeyRing, Pepper, Salt};
+use tokio_tungstenite::tungstenite::Message;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// The demo binary, built once if it is missing or older than its sources.
+fn demo_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        // The test binary is target/<profile>/deps/it-<hash>; the example is beside deps/.
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+        let bin = profile_dir.join("examples").join("demo");
+        let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+        let sources = ["examples/demo", "src", "client", "Cargo.toml"]
+            .iter()
+            .map(|p| newest(&root.join(p)))
+            .max()
+            .flatten();
+        if built.is_none() || sources > built {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--example", "demo"])
+                .current_dir(root)
+                .status()
+                .unwrap();
+            assert!(status.success(), "cargo build --example demo: {status}");
+        }
+        assert!(bin.exists(), "no demo binary at {}", bin.display());
+        bin
+    })
+}
+
+fn newest(path: &Path) -> Option<SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| newest(&e.path()))
+        .max()
+}
+
+/// A demo worker process on an ephemeral port; killed (SIGKILL) when dropped.
+struct Worker {
+    child: Child,
+    port: u16,
+}
+
+impl Worker {
+    fn start(id: &str, keys: &str) -> Self {
+        let mut child = Command::new(demo_binary())
+            .env("STATE_RECOVERY_KEYS", keys)
+            .env("WORKER_ID", id)
+            .env("BIND", "127.0.0.1")
+            .env("PORT", "0")
+            .env("RUST_LOG", "warn")
+            .env_remove("STATE_RECOVERY_NAMESPACE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Readiness: the worker prints its address once it listens. Keep draining stderr after.
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some((_, addr)) = line.split_once("listening on http://") {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("worker {id} did not start"));
+        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+        Self { child, port }
+    }
+
+    fn sigkill(&mut self) {
+        self.child.kill().unwrap(); // SIGKILL on Unix
+        let status = self.child.wait().unwrap();
+        assert!(!status.success());
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// What a browser tab holds: the stash (as the JS client keeps it) and the rendered page.
+#[derive(Default, Clone)]
+struct Tab {
+    salt: Option<String>,
+    /// Newest (rev, token) per state key.
+    entries: BTreeMap<String, (u64, String)>,
+    /// Latest HTML per component id.
+    html: BTreeMap<String, String>,
+    recovered: Option<(u64, u64)>,
+    worker: Option<String>,
+    states_seen: usize,
+    renders_seen: usize,
+}
+
+impl Tab {
+    fn absorb(&mut self, m: &Value) {
+        match m["type"].as_str().unwrap_or("") {
+            "salt" => {
+                let salt = m["salt"].as_str().unwrap().to_owned();
+                if self.salt.as_ref() != Some(&salt) {
+                    self.entries.clear();
+                    self.salt = Some(salt);
+                }
+            }
+            "state" => {
+                let key = m["key"].as_str().unwrap().to_owned();
+                let rev = m["rev"].as_u64().unwrap();
+                let token = m["token"].as_str().unwrap().to_owned();
+                if self.entries.get(&key).map_or(true, |(r, _)| *r <= rev) {
+                    self.entries.insert(key, (rev, token));
+                }
+                self.states_seen += 1;
+            }
+            "recovered" => {
+                self.recovered = Some((
+                    m["restored"].as_u64().unwrap(),
+                    m["rejected"].as_u64().unwrap(),
+                ));
+            }
+            "render" => {
+                let id = m["id"].as_str().unwrap().to_owned();
+                self.html.insert(id, m["html"].as_str().unwrap().to_owned());
+                self.renders_seen += 1;
+            }
+            "worker" => self.worker = m["id"].as_str().map(str::to_owned),
+            other => panic!("unexpected message type {other:?}"),
+        }
+    }
+
+    fn recover_message(&self) -> Value {
+        json!({
+            "type": "recover",
+            "salt": self.salt,
+            "entries": self.entries.values().map(|(_, t)| t).collect::<Vec<_>>(),
+            "input": {},
+        })
+    }
+
+    /// The entry of the component whose sealed payload satisfies `is`.
+    fn key_of(&self, is: impl Fn(&Value) -> bool) -> String {
+        self.entries
+            .iter()
+            .find(|(_, (_, t))| is(&payload(t)))
+            .map(|(k, _)| k.clone())
+            .unwrap()
+    }
+}
+
+/// The (unverified) JSON payload of a token.
+fn payload(token: &str) -> Value {
+    serde_json::from_slice(&inspect(token, 1 << 16).unwrap().payload).unwrap()
+}
+
+/// A live connection of a tab to a worker.
+struct Conn {
+    ws: Socket,
+    tab: Tab,
+}
+
+impl Conn {
+    /// Connects, sends the tab's recover message and waits for the first full render.
+    async fn open(port: u16, tab: Tab) -> Self {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
+            .await
+            .unwrap();
+        let hello = tab.recover_message().to_string();
+        ws.send(Message::text(hello)).await.unwrap();
+        let mut conn = Self {
+            ws,
+            tab: Tab {
+                recovered: None,
+                html: BTreeMap::new(),
+                states_seen: 0,
+                renders_seen: 0,
+                ..tab
+            },
+        };
+        conn.until(|t| t.recovered.is_some() && t.html.len() == 3 && t.worker.is_some())
+            .await;
+        conn
+    }
+
+    /// Reads messages until `done` holds for the tab.
+    async fn until(&mut self, done: impl Fn(&Tab) -> bool) {
+        let read = async {
+            while !done(&self.tab) {
+                let msg = self.ws.next().await.expect("socket closed").unwrap();
+                if let Message::Text(t) = msg {
+                    self.tab.absorb(&serde_json::from_str(t.as_str()).unwrap());
+                }
+            }
+        };
+        tokio::time::timeout(WAIT, read).await.expect("timed out");
+    }
+
+    /// Sends an event and waits for the state update it causes and, unless it only sets a
+    /// field (sealed quietly), the render after it.
+    async fn event(&mut self, target: &str, action: &str, value: Value) {
+        let (states, renders) = (self.tab.states_seen, self.tab.renders_seen);
+        let quiet = action == "set";
+        let m = json!({"type": "event", "target": target, "action": action, "value": value});
+        self.ws.send(Message::text(m.to_string())).await.unwrap();
+        self.until(|t| t.states_seen > states && (quiet || t.renders_seen > renders))
+            .await;
+    }
+
+    fn html(&self, id: &str) -> &str {
+        &self.tab.html[id]
+    }
+}
+
+fn ring_spec(keys: &[(&str, &Pepper)]) -> String {
+    let ring = KeyRing::new(
+        keys.iter()
+            .map(|(id, p)| (KeyId::new(id).unwrap(), (*p).clone())),
+    );
+    ring.unwrap().expose_spec().to_string()
+}
+
+/// Changes one byte of a token's payload (keeping it well-formed base64url).
+fn tamper(token: &str, from: &[u8], to: &[u8]) -> String {
+    let mut bytes = URL_SAFE_NO_PAD.decode(token).unwrap();
+    let at = bytes
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("pattern in token");
+    bytes[at..at + to.len()].copy_from_slice(to);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_survives_a_killed_worker_and_only_what_it_should() {
+    let old = Pepper::generate();
+    let new = Pepper::generate();
+    let ring_old = ring_spec(&[("k1", &old)]);
+    let ring_rotated = ring_spec(&[("k2", &new), ("k1", &old)]);
+    let ring_new_only = ring_spec(&[("k2", &new)]);
+
+    // Start every worker up front (in parallel with each other's start-up).
+    let (mut a, b, rotated, new_only) = tokio::task::spawn_blocking(move || {
+        (
+            Worker::start("A", &ring_old),
+            Worker::start("B", &ring_old),
+            Worker::start("C", &ring_rotated),
+            Worker::start("D", &ring_new_only),
+        )
+    })
+    .await
+    .unwrap();
+
+    // 1. A fresh tab on A: a salt, nothing restored, the fresh page.
+    let mut on_a = Conn::open(a.port, Tab::default()).await;
+    assert_eq!(on_a.tab.recovered, Some((0, 0)));
+    assert!(on_a.tab.salt.is_some());
+    assert_eq!(on_a.tab.worker.as_deref(), Some("A"));
+    let fresh = on_a.tab.html.clone();
+
+    // 2. Build state in all three components.
+    for _ in 0..3 {
+        on_a.event("counter", "inc", Value::Null).await;
+    }
+    for text in ["milk", "eggs <b>&", "bread"] {
+        on_a.event("todos", "add", json!(text)).await;
+    }
+    on_a.event("todos", "toggle", json!(1)).await;
+    on_a.event("todos", "remove", json!(2)).await;
+    on_a.event("wizard", "set", json!({"field": "name", "text": "Ada"}))
+        .await;
+    on_a.event("wizard", "next", Value::Null).await;
+    on_a.event("wizard", "next", Value::Null).await;
+    let draft = "half-typed: 漢字 \"quoted\"\nsecond line";
+    on_a.event("wizard", "set", json!({"field": "draft", "text": draft}))
+        .await;
+    let tab = on_a.tab.clone();
+    assert_eq!(tab.entries.len(), 3);
+    let counter_key = tab.key_of(|p| p.get("count").is_some());
+    let wizard_key = tab.key_of(|p| p.get("draft").is_some());
+    assert_eq!(payload(&tab.entries[&counter_key].1)["count"], 3);
+    assert_eq!(payload(&tab.entries[&wizard_key].1)["draft"], draft);
+    // The page as A last rendered it (the draft is sealed quietly: render what A would now).
+    on_a.event("wizard", "back", Value::Null).await;
+    on_a.event("wizard", "next", Value::Null).await;
+    let tab = on_a.tab.clone();
+    let built = tab.html.clone();
+    assert!(built["counter"].contains(r#"data-count="3""#));
+    assert!(built["todos"].contains("eggs &lt;b&gt;&amp;"));
+    assert!(built["wizard"].contains(r#"data-step="3""#));
+    assert_ne!(built, fresh);
+
+    // 3. A dies without a word.
+    a.sigkill();
+    let last = tokio::time::timeout(WAIT, on_a.ws.next()).await.unwrap();
+    assert!(matches!(
+        last,
+        None | Some(Err(_)) | Some(Ok(Message::Close(_)))
+    ));
+
+    // 4. The tab reconnects to B (same ring): everything comes back exactly.
+    let mut on_b = Conn::open(b.port, tab.clone()).await;
+    assert_eq!(on_b.tab.recovered, Some((3, 0)));
+    assert_eq!(on_b.tab.worker.as_deref(), Some("B"));
+    assert_eq!(on_b.tab.html, built);
+    assert_eq!(on_b.tab.salt, tab.salt, "B keeps the tab's salt");
+    // B sealed the restored entries again, at higher revisions; the page goes on working.
+    assert!(on_b.tab.entries[&counter_key].0 > tab.entries[&counter_key].0);
+    on_b.event("counter", "inc", Value::Null).await;
+    assert!(on_b.html("counter").contains(r#"data-count="4""#));
+    drop(on_b);
+
+    // 5. One tampered entry (count 3 -> 9 in the signed payload): only the counter starts
+    //    fresh; the other two are restored and the page works.
+    let mut tampered = tab.clone();
+    let (rev, token) = tampered.entries[&counter_key].clone();
+    let forged = tamper(&token, br#""count":3"#, br#""count":9"#);
+    assert_eq!(payload(&forged)["count"], 9);
+    tampered.entries.insert(counter_key.clone(), (rev, forged));
+    let mut on_b = Conn::open(b.port, tampered).await;
+    assert_eq!(on_b.tab.recovered, Some((2, 1)));
+    assert_eq!(on_b.html("counter"), fresh["counter"]);
+    assert_eq!(on_b.html("todos"), built["todos"]);
+    assert_eq!(on_b.html("wizard"), built["wizard"]);
+    on_b.event("counter", "inc", Value::Null).await;
+    assert!(on_b.html("counter").contains(r#"data-count="1""#));
+    drop(on_b);
+
+    // 6a. Rotation: the new key seals first, the old one is still in the ring: restored, and
+    //     re-sealed under the new key.
+    let mut on_c = Conn::open(rotated.port, tab.clone()).await;
+    assert_eq!(on_c.tab.recovered, Some((3, 0)));
+    assert_eq!(on_c.tab.html, built);
+    for (_, t) in on_c.tab.entries.values() {
+        assert_eq!(inspect(t, 1 << 16).unwrap().key_id, "k2");
+    }
+    on_c.event("wizard", "back", Value::Null).await;
+    let resealed = on_c.tab.clone();
+    drop(on_c);
+
+    // 6b. The old key removed: entries under it start fresh, without an error; entries
+    //     re-sealed under the new key still open.
+    let mut on_d = Conn::open(new_only.port, tab.clone()).await;
+    assert_eq!(on_d.tab.recovered, Some((0, 3)));
+    assert_eq!(on_d.tab.html, fresh);
+    on_d.event("todos", "add", json!("after rotation")).await;
+    assert!(on_d.html("todos").contains("after rotation"));
+    drop(on_d);
+    let on_d = Conn::open(new_only.port, resealed).await;
+    assert_eq!(on_d.tab.recovered, Some((3, 0)));
+    assert!(on_d.html("wizard").contains(r#"data-step="2""#));
+    assert_eq!(on_d.html("todos"), built["todos"]);
+    drop(on_d);
+
+    // 7. Another user's salt with this user's entries: nothing restored.
+    let mut thief = tab.clone();
+    thief.salt = Some(Salt::generate().encode());
+    let on_b = Conn::open(b.port, thief).await;
+    assert_eq!(on_b.tab.recovered, Some((0, 3)));
+    assert_eq!(on_b.tab.html, fresh);
+    drop(on_b);
+
+    // 8. No salt at all (a new tab) with the entries: a new salt, nothing restored.
+    let mut stray = tab.clone();
+    stray.salt = None;
+    let on_b = Conn::open(b.port, stray).await;
+    assert_eq!(on_b.tab.recovered.map(|r| r.0), Some(0));
+    assert_ne!(on_b.tab.salt, tab.salt);
+    assert_eq!(on_b.tab.html, fresh);
+}
