@@ -12,6 +12,10 @@
 const KEY = /^[0-9a-f]{32}$/;
 const SALT = /^[A-Za-z0-9_-]{22}$/;
 const TOKEN = /^[A-Za-z0-9_-]+$/;
+// A well-formed [key, rev, token] (also applied to what comes back out of storage).
+const valid = (key, rev, token) =>
+  typeof key == "string" && KEY.test(key) && Number.isSafeInteger(rev) && rev >= 0 &&
+  typeof token == "string" && TOKEN.test(token);
 
 const call = (f, ...args) => {
   try {
@@ -63,7 +67,7 @@ export class Stash {
     try {
       const a = JSON.parse(this.s.getItem(this.p + "entries") || "[]");
       return Array.isArray(a)
-        ? a.filter((e) => Array.isArray(e) && KEY.test(e[0]) && e[1] >= 0 && TOKEN.test(e[2]))
+        ? a.filter((e) => Array.isArray(e) && valid(e[0], e[1], e[2]))
         : [];
     } catch {
       return [];
@@ -101,11 +105,7 @@ export class Stash {
     }
     if (m.type != "state") return false;
     const { key, rev, token } = m;
-    if (
-      typeof key == "string" && KEY.test(key) &&
-      Number.isSafeInteger(rev) && rev >= 0 &&
-      typeof token == "string" && token.length <= this.maxToken && TOKEN.test(token)
-    ) {
+    if (valid(key, rev, token) && token.length <= this.maxToken) {
       const list = this.entries();
       const i = list.findIndex((e) => e[0] == key);
       // Highest revision wins; an equal one replaces (a re-seal under a newer key or step).

@@ -1,0 +1,405 @@
+// connect(): the recover handshake, server messages, reconnect with backoff.
+// Run: node --test client/test/
+import { describe, it, beforeEach, afterEach } from "node:test";
+import assert from "node:assert/strict";
+import {
+  MemoryStorage, FakeWebSocket, installClock, installWindowEvents, key, SALT_A, SALT_B,
+  loadClient,
+} from "./fakes.mjs";
+
+const { connect, Stash } = await loadClient();
+
+let clock;
+let storage;
+const sockets = () => FakeWebSocket.instances;
+const last = () => FakeWebSocket.last();
+
+/** connect() over a fresh fake storage, recording every hook call in `calls`. */
+function start(o = {}) {
+  const calls = [];
+  const rec = (name) => (...args) => calls.push([name, ...args]);
+  const live = connect({
+    storage,
+    input: () => ({}),
+    onOpen: rec("open"),
+    onReconnecting: rec("reconnecting"),
+    onRecovered: rec("recovered"),
+    onMessage: rec("message"),
+    onClose: rec("close"),
+    ...o,
+  });
+  return { live, calls, of: (name) => calls.filter((c) => c[0] == name).map((c) => c.slice(1)) };
+}
+
+beforeEach(() => {
+  FakeWebSocket.instances = [];
+  FakeWebSocket.throwNext = null;
+  globalThis.WebSocket = FakeWebSocket;
+  globalThis.location = { href: "https://app.example/page/x?q=1" };
+  storage = new MemoryStorage();
+  clock = installClock();
+});
+
+afterEach(() => {
+  clock.restore();
+  delete globalThis.WebSocket;
+  delete globalThis.location;
+});
+
+describe("connect: handshake", () => {
+  it("derives the WebSocket URL from the page", () => {
+    const { live } = start();
+    assert.equal(last().url, "wss://app.example/ws");
+    live.close();
+    start({ url: "live/socket" }).live.close();
+    assert.equal(last().url, "wss://app.example/page/live/socket");
+    globalThis.location = { href: "http://localhost:3000/" };
+    start().live.close();
+    assert.equal(last().url, "ws://localhost:3000/ws");
+    start({ url: "ws://other.example:9/x" }).live.close();
+    assert.equal(last().url, "ws://other.example:9/x");
+  });
+
+  it("sends the recover message first, before onOpen runs", () => {
+    new Stash({ storage }).absorb({ type: "salt", salt: SALT_A });
+    new Stash({ storage }).absorb({ type: "state", key: key(1), rev: 2, token: "tok1" });
+    let sentAtOpen = -1;
+    const { live, of } = start({
+      input: () => ({ f: { name: "Zoë" } }),
+      onOpen: () => {
+        sentAtOpen = last().sent.length;
+        assert.equal(live.send({ type: "hello" }), true);
+      },
+    });
+    const ws = last();
+    assert.deepEqual(ws.sent, [], "nothing before the socket opens");
+    assert.equal(live.connected, false);
+    assert.equal(live.send({ type: "early" }), false, "dropped while connecting");
+    ws.accept();
+    assert.equal(sentAtOpen, 1);
+    assert.equal(live.connected, true);
+    assert.equal(
+      ws.sent[0],
+      `{"type":"recover","salt":"${SALT_A}","entries":["tok1"],"input":{"f":{"name":"Zoë"}}}`,
+    );
+    assert.deepEqual(ws.messages[1], { type: "hello" });
+    assert.equal(ws.sent.length, 2);
+    assert.deepEqual(of("reconnecting"), []);
+    live.close();
+  });
+
+  it("sends an empty input when the input hook returns nothing or throws", (t) => {
+    const err = t.mock.method(console, "error", () => {});
+    let { live } = start({ input: () => undefined });
+    last().accept();
+    assert.deepEqual(last().messages[0], { type: "recover", salt: null, entries: [], input: {} });
+    live.close();
+    ({ live } = start({ input: () => { throw new Error("boom"); } }));
+    last().accept();
+    assert.deepEqual(last().messages[0], { type: "recover", salt: null, entries: [], input: {} });
+    assert.equal(err.mock.callCount(), 1, "the hook failure is logged");
+    live.close();
+  });
+
+  it("defaults the input to formInput() (empty without a document)", () => {
+    const { live } = start({ input: undefined });
+    last().accept();
+    assert.deepEqual(last().messages[0].input, {});
+    live.close();
+  });
+});
+
+describe("connect: server messages", () => {
+  it("keeps salt and state in the stash, hands the rest to the application", () => {
+    const { live, of } = start();
+    const ws = last();
+    ws.accept();
+    ws.receive({ type: "salt", salt: SALT_A });
+    ws.receive({ type: "state", key: key(1), rev: 1, token: "t1" });
+    ws.receive({ type: "recovered", restored: 0, rejected: 0 });
+    ws.receive({ type: "chat", text: "hi", salt: "x" });
+    ws.receive({ type: "state", key: key(1), rev: 2, token: "t2" });
+    assert.equal(live.stash.salt, SALT_A);
+    assert.deepEqual(live.stash.entries(), [[key(1), 2, "t2"]]);
+    assert.equal(storage.getItem("state-recovery:salt"), SALT_A);
+    assert.deepEqual(of("message"), [[{ type: "chat", text: "hi", salt: "x" }]]);
+    assert.deepEqual(of("recovered"), [[{ restored: 0, rejected: 0 }]]);
+    live.close();
+  });
+
+  it("reports recovered counts, sanitised", () => {
+    const { live, of } = start();
+    const ws = last();
+    ws.accept();
+    ws.receive({ type: "recovered", restored: 3, rejected: 1 });
+    ws.receive({ type: "recovered", restored: -1, rejected: "2" });
+    ws.receive({ type: "recovered" });
+    ws.receive({ type: "recovered", restored: 1.5, rejected: 1e300 });
+    assert.deepEqual(of("recovered"), [
+      [{ restored: 3, rejected: 1 }],
+      [{ restored: 0, rejected: 0 }],
+      [{ restored: 0, rejected: 0 }],
+      [{ restored: 0, rejected: 0 }],
+    ]);
+    assert.deepEqual(of("message"), []);
+    live.close();
+  });
+
+  it("ignores malformed messages without throwing or corrupting the stash", () => {
+    const { live, of } = start();
+    const ws = last();
+    ws.accept();
+    ws.receive({ type: "salt", salt: SALT_A });
+    ws.receive({ type: "state", key: key(1), rev: 5, token: "good" });
+    const before = storage.snapshot();
+    const junk = [
+      "not json", "", "{", "null", "[]", "[1,2]", '["state"]', '"salt"', "42", "true", "{}",
+      '{"type":5}', '{"type":null}', '{"type":["salt"]}', '{"type":{"a":1}}',
+      new ArrayBuffer(8),
+      { type: "state", key: "zz" + key(1).slice(2), rev: 9, token: "x" },
+      { type: "state", key: key(1), rev: -1, token: "x" },
+      { type: "state", key: key(1), rev: 1e300, token: "x" },
+      '{"type":"state","key":"' + key(1) + '","rev":18446744073709551615,"token":"x"}',
+      { type: "state", key: key(1), rev: "9", token: "x" },
+      { type: "state", key: key(1), rev: 9, token: "bad token" },
+      { type: "state", key: key(1), rev: 9, token: null },
+      { type: "state", key: key(1), rev: 9 },
+      { type: "state" },
+      { type: "salt", salt: "short" },
+      { type: "salt", salt: SALT_B + "x" },
+      { type: "salt", salt: 7 },
+      { type: "salt" },
+      { type: "state", key: key(1), rev: 4, token: "older" },
+    ];
+    for (const m of junk) assert.doesNotThrow(() => ws.receive(m), String(m));
+    assert.deepEqual(storage.snapshot(), before);
+    assert.deepEqual(of("message"), [], "no malformed or protocol message reaches the app");
+    assert.deepEqual(of("recovered"), []);
+    assert.equal(live.connected, true);
+    ws.receive({ type: "app", n: 1 });
+    assert.deepEqual(of("message"), [[{ type: "app", n: 1 }]]);
+    live.close();
+  });
+
+  it("survives a throwing application handler", (t) => {
+    const err = t.mock.method(console, "error", () => {});
+    const seen = [];
+    const { live } = start({
+      onMessage: (m) => {
+        seen.push(m.n);
+        throw new Error("app bug");
+      },
+    });
+    const ws = last();
+    ws.accept();
+    assert.doesNotThrow(() => ws.receive({ type: "app", n: 1 }));
+    ws.receive({ type: "state", key: key(1), rev: 1, token: "t" });
+    ws.receive({ type: "app", n: 2 });
+    assert.deepEqual(seen, [1, 2]);
+    assert.equal(err.mock.callCount(), 2);
+    assert.deepEqual(live.stash.entries(), [[key(1), 1, "t"]]);
+    live.close();
+  });
+});
+
+describe("connect: reconnect", () => {
+  it("backs off exponentially up to maxDelay (jitter at its top)", (t) => {
+    t.mock.method(Math, "random", () => 0.999999);
+    const { live, of } = start({ baseDelay: 100, maxDelay: 1000 });
+    last().accept();
+    last().drop();
+    const expected = [100, 200, 400, 800, 1000, 1000, 1000];
+    for (let i = 0; i < expected.length; i++) {
+      assert.deepEqual(clock.delays, [expected[i]], `attempt ${i + 1}`);
+      const n = sockets().length;
+      clock.run();
+      assert.equal(sockets().length, n + 1, "the timer opens a new socket");
+      if (i < expected.length - 1) last().drop(); // refused again
+    }
+    assert.deepEqual(of("reconnecting"), expected.map((d, i) => [i + 1, d]));
+    assert.equal(of("close").length, expected.length);
+    live.close();
+  });
+
+  it("uses the documented defaults: 250 ms base, 15 s max", (t) => {
+    t.mock.method(Math, "random", () => 0.999999);
+    const { live, of } = start({ baseDelay: undefined, maxDelay: undefined });
+    for (let i = 0; i < 9; i++) {
+      last().drop();
+      clock.run();
+    }
+    assert.deepEqual(
+      of("reconnecting").map((c) => c[1]),
+      [250, 500, 1000, 2000, 4000, 8000, 15000, 15000, 15000],
+    );
+    live.close();
+  });
+
+  it("jitters the whole range: delay = random × cap", (t) => {
+    const rolls = [0.5, 0, 0.25, 0.75];
+    t.mock.method(Math, "random", () => rolls.shift());
+    const { live, of } = start({ baseDelay: 1000, maxDelay: 4000 });
+    for (let i = 0; i < 4; i++) {
+      last().drop();
+      clock.run();
+    }
+    // caps 1000, 2000, 4000, 4000
+    assert.deepEqual(of("reconnecting"), [[1, 500], [2, 0], [3, 1000], [4, 3000]]);
+    live.close();
+  });
+
+  it("keeps every delay within [0, min(max, base·2^(n-1))], even after many attempts", () => {
+    const { live, of } = start({ baseDelay: 250, maxDelay: 15000 });
+    for (let i = 0; i < 60; i++) {
+      last().drop();
+      clock.run();
+    }
+    const got = of("reconnecting");
+    assert.equal(got.length, 60);
+    for (const [n, d] of got) {
+      const cap = Math.min(15000, 250 * 2 ** (n - 1));
+      assert.ok(Number.isInteger(d) && d >= 0 && d <= cap, `attempt ${n}: ${d} ∉ [0, ${cap}]`);
+    }
+    live.close();
+  });
+
+  it("sends the recover message first on every reconnect, with what the stash learnt", (t) => {
+    t.mock.method(Math, "random", () => 0);
+    let form = { f: { draft: "v1" } };
+    const { live, of } = start({ input: () => form });
+    const first = last();
+    first.accept();
+    assert.deepEqual(first.messages[0], { type: "recover", salt: null, entries: [], input: form });
+    first.receive({ type: "salt", salt: SALT_A });
+    first.receive({ type: "state", key: key(1), rev: 1, token: "a1" });
+    first.receive({ type: "state", key: key(2), rev: 1, token: "b1" });
+    first.receive({ type: "recovered", restored: 0, rejected: 0 });
+    first.receive({ type: "state", key: key(1), rev: 2, token: "a2" });
+    assert.equal(live.send({ type: "event" }), true);
+    first.drop();
+
+    assert.equal(live.connected, false);
+    assert.equal(live.send({ type: "lost" }), false, "dropped while disconnected");
+    form = { f: { draft: "v2 ✓" } };
+    clock.run();
+    const second = last();
+    assert.notEqual(second, first);
+    assert.deepEqual(second.sent, []);
+    second.accept();
+    assert.equal(live.send({ type: "after" }), true);
+    assert.deepEqual(second.messages, [
+      { type: "recover", salt: SALT_A, entries: ["b1", "a2"], input: { f: { draft: "v2 ✓" } } },
+      { type: "after" },
+    ]);
+    second.receive({ type: "recovered", restored: 2, rejected: 0 });
+    assert.deepEqual(of("recovered").at(-1), [{ restored: 2, rejected: 0 }]);
+    assert.deepEqual(of("open").length, 2);
+    live.close();
+  });
+
+  it("a recovered message resets the backoff", (t) => {
+    t.mock.method(Math, "random", () => 0.999999);
+    const { live, of } = start({ baseDelay: 100, maxDelay: 10000 });
+    for (let i = 0; i < 3; i++) {
+      last().drop();
+      clock.run();
+    }
+    last().accept();
+    last().drop(); // opened but never recovered: the backoff goes on
+    clock.run();
+    last().accept();
+    last().receive({ type: "recovered", restored: 1, rejected: 0 });
+    last().drop();
+    assert.deepEqual(of("reconnecting"), [[1, 100], [2, 200], [3, 400], [4, 800], [1, 100]]);
+    live.close();
+  });
+
+  it("retries when the WebSocket constructor throws", (t) => {
+    t.mock.method(Math, "random", () => 0.999999);
+    const err = t.mock.method(console, "error", () => {});
+    FakeWebSocket.throwNext = new SyntaxError("bad url");
+    const { live, of } = start();
+    assert.equal(sockets().length, 0);
+    assert.equal(err.mock.callCount(), 1);
+    assert.deepEqual(of("reconnecting"), [[1, 250]]);
+    clock.run();
+    assert.equal(sockets().length, 1);
+    live.close();
+  });
+
+  it("close() stops for good", () => {
+    const { live, of } = start();
+    const ws = last();
+    ws.accept();
+    live.close();
+    assert.equal(ws.closeCalls, 1);
+    assert.equal(live.connected, false);
+    assert.equal(live.send({ type: "x" }), false);
+    ws.receive({ type: "app" }); // late events from the closed socket
+    ws.drop(1000);
+    assert.deepEqual(of("message"), []);
+    assert.deepEqual(of("reconnecting"), []);
+    assert.equal(clock.pending.size, 0);
+    live.reconnect();
+    assert.equal(sockets().length, 1, "reconnect() after close() does nothing");
+  });
+
+  it("close() cancels a pending retry", () => {
+    const { live } = start();
+    last().drop();
+    assert.equal(clock.pending.size, 1);
+    live.close();
+    assert.equal(clock.pending.size, 0);
+    assert.equal(sockets().length, 1);
+  });
+
+  it("reconnect() replaces the socket at once and ignores the old one", () => {
+    const { live, of } = start();
+    const old = last();
+    old.accept();
+    live.reconnect();
+    const fresh = last();
+    assert.notEqual(fresh, old);
+    assert.equal(old.closeCalls, 1);
+    old.receive({ type: "app", from: "old" });
+    old.receive({ type: "state", key: key(1), rev: 1, token: "stale" });
+    old.drop();
+    assert.deepEqual(of("message"), []);
+    assert.deepEqual(of("close"), [], "the old socket's close is not reported");
+    assert.deepEqual(live.stash.entries(), []);
+    assert.equal(clock.pending.size, 0, "no retry scheduled");
+    fresh.accept();
+    assert.equal(fresh.messages[0].type, "recover");
+    live.close();
+  });
+
+  it("reconnect() during the backoff skips the wait", () => {
+    const { live } = start();
+    last().drop();
+    assert.equal(clock.pending.size, 1);
+    live.reconnect();
+    assert.equal(clock.pending.size, 0);
+    assert.equal(sockets().length, 2);
+    live.close();
+  });
+
+  it("going back online skips the rest of the backoff", (t) => {
+    t.mock.method(Math, "random", () => 0.999999);
+    const win = installWindowEvents();
+    t.after(() => win.restore());
+    const { live, of } = start();
+    assert.equal(win.count("online"), 1);
+    win.dispatch("online"); // connected or connecting: nothing to do
+    assert.equal(sockets().length, 1);
+    last().drop();
+    assert.equal(clock.pending.size, 1);
+    win.dispatch("online");
+    assert.equal(clock.pending.size, 0);
+    assert.equal(sockets().length, 2);
+    last().accept();
+    assert.equal(last().messages[0].type, "recover");
+    assert.equal(of("reconnecting").length, 1);
+    live.close();
+    assert.equal(win.count("online"), 0, "close() removes the listener");
+  });
+});
