@@ -6,7 +6,7 @@
 //! hostile bundle never allocates more than the caps allow and never reaches a MAC.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{
@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 
 use crate::error::{Reason, Rejection};
 use crate::key::StateKey;
-use crate::open::{json_reason, Opened};
+use crate::open::{json_reason, Batch, Opened};
 use crate::recovery::{Recovery, Scope};
 use crate::secret::Salt;
 
@@ -199,58 +199,58 @@ impl Recovery {
         scope: &Scope<'_>,
         tokens: impl IntoIterator<Item = &'t str>,
     ) -> Restored {
-        let mut out = Restored::default();
-        let mut first_index: BTreeMap<StateKey, usize> = BTreeMap::new();
-        let mut duplicated: BTreeSet<StateKey> = BTreeSet::new();
+        let mut rejected = Vec::new();
+        let mut opened: Vec<(usize, RawEntry)> = Vec::new();
         let max = self.limits().max_entries();
+        let mut batch = Batch::many();
         for (index, token) in tokens.into_iter().enumerate() {
             if index >= max {
-                out.rejected.push(Rejected {
+                rejected.push(Rejected {
                     index,
                     claimed_key: None,
                     reason: Reason::TooLarge,
                 });
                 continue;
             }
-            let opened = self.open_bytes(scope, token.as_bytes(), None, |payload| {
+            let result = self.open_bytes_in(scope, token.as_bytes(), None, &mut batch, |payload| {
                 let text = std::str::from_utf8(payload).map_err(|_| Reason::Malformed)?;
                 RawValue::from_string(text.to_owned()).map_err(|e| json_reason(&e))
             });
-            let entry = match opened {
-                Ok(entry) => entry,
-                Err(f) => {
-                    out.rejected.push(Rejected {
-                        index,
-                        claimed_key: f.claimed,
-                        reason: f.reason,
-                    });
-                    continue;
-                }
-            };
-            let key = entry.key;
-            let duplicate = Rejected {
-                index,
-                claimed_key: Some(key),
-                reason: Reason::DuplicateKey,
-            };
-            if duplicated.contains(&key) {
-                out.rejected.push(duplicate);
-            } else if let Some(first) = first_index.get(&key) {
-                // Neither twin wins: the one accepted earlier is withdrawn too.
-                out.accepted.remove(&key);
-                out.rejected.push(Rejected {
-                    index: *first,
-                    ..duplicate
-                });
-                out.rejected.push(duplicate);
-                duplicated.insert(key);
-            } else {
-                first_index.insert(key, index);
-                out.accepted.insert(key, entry);
+            match result {
+                Ok(entry) => opened.push((index, entry)),
+                Err(f) => rejected.push(Rejected {
+                    index,
+                    claimed_key: f.claimed,
+                    reason: f.reason,
+                }),
             }
         }
-        out.rejected.sort_by_key(|r| r.index);
-        out
+        // Twins: sorted by key (stably, so in bundle order within a key), every run of two or
+        // more authentic entries for one key is rejected whole: neither twin wins. One sort
+        // instead of three tree look-ups per entry; the map is then built from sorted input.
+        opened.sort_by_key(|(_, entry)| entry.key);
+        let mut accepted = Vec::with_capacity(opened.len());
+        let mut twin_of: Option<StateKey> = None;
+        let mut entries = opened.into_iter().peekable();
+        while let Some((index, entry)) = entries.next() {
+            let key = entry.key;
+            let has_twin_after = entries.peek().is_some_and(|(_, next)| next.key == key);
+            if has_twin_after || twin_of == Some(key) {
+                twin_of = Some(key);
+                rejected.push(Rejected {
+                    index,
+                    claimed_key: Some(key),
+                    reason: Reason::DuplicateKey,
+                });
+            } else {
+                accepted.push((key, entry));
+            }
+        }
+        rejected.sort_by_key(|r| r.index);
+        Restored {
+            accepted: accepted.into_iter().collect(),
+            rejected,
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Reason, Rejection};
 use crate::key::StateKey;
 use crate::mac::EntryFields;
-use crate::otp::Window;
+use crate::otp::{StepKey, Window};
 use crate::payload::depth_within;
 use crate::recovery::{Recovery, Scope};
 use crate::token::{self, Parts, FORMAT_VERSION};
@@ -66,14 +66,44 @@ impl Recovery {
         expected: Option<&StateKey>,
         finish: impl FnOnce(&[u8]) -> Result<T, Reason>,
     ) -> Result<Opened<T>, Failure> {
+        self.open_bytes_in(scope, text, expected, &mut Batch::one(), finish)
+    }
+
+    /// [`open_bytes`](Self::open_bytes) as one of a [`Batch`].
+    pub(crate) fn open_bytes_in<T>(
+        &self,
+        scope: &Scope<'_>,
+        text: &[u8],
+        expected: Option<&StateKey>,
+        batch: &mut Batch,
+        finish: impl FnOnce(&[u8]) -> Result<T, Reason>,
+    ) -> Result<Opened<T>, Failure> {
         let inner = &*self.inner;
         let limits = &inner.limits;
 
         // 1-3. Size, base64url shape, version and layout.
-        let bytes = token::decode(text, limits.max_token_bytes()).map_err(Failure::unkeyed)?;
-        let parts: Parts<'_> = token::parse(&bytes).map_err(Failure::unkeyed)?;
+        let mut scratch = std::mem::take(&mut batch.scratch);
+        let decoded = token::decode_into(text, limits.max_token_bytes(), &mut scratch);
+        let result = decoded
+            .and_then(|()| token::parse(&scratch))
+            .map_err(Failure::unkeyed)
+            .and_then(|parts| self.open_parts(scope, &parts, expected, batch, finish));
+        batch.scratch = scratch;
+        result
+    }
+
+    /// Steps 4 to 8 on a decoded token.
+    fn open_parts<T>(
+        &self,
+        scope: &Scope<'_>,
+        parts: &Parts<'_>,
+        expected: Option<&StateKey>,
+        batch: &mut Batch,
+        finish: impl FnOnce(&[u8]) -> Result<T, Reason>,
+    ) -> Result<Opened<T>, Failure> {
+        let limits = &self.inner.limits;
         let key = StateKey::from_bytes(*parts.state_key);
-        self.verify(scope, &parts, expected)
+        self.verify(scope, parts, expected, batch)
             .map_err(|reason| Failure {
                 reason,
                 claimed: Some(key),
@@ -104,6 +134,7 @@ impl Recovery {
         scope: &Scope<'_>,
         parts: &Parts<'_>,
         expected: Option<&StateKey>,
+        batch: &mut Batch,
     ) -> Result<(), Reason> {
         let inner = &*self.inner;
 
@@ -111,7 +142,7 @@ impl Recovery {
         let (index, _) = inner.ring.find(parts.key_id).ok_or(Reason::UnknownKey)?;
 
         // 5. Time window, before deriving (or caching) any step key.
-        let now = inner.clock.now();
+        let now = *batch.now.get_or_insert_with(|| inner.clock.now());
         match inner.otp.check(parts.step, now) {
             Window::Inside => {}
             Window::Expired => return Err(Reason::Expired),
@@ -119,22 +150,25 @@ impl Recovery {
         }
 
         // 6. One HMAC over the entry, compared in constant time.
-        let step_key = inner
-            .cache
-            .get(
-                &inner.ring,
-                index,
-                parts.step,
-                &inner.namespace,
-                &inner.otp,
-                now,
-            )
-            .ok_or(Reason::UnknownKey)?;
+        let StepKey { code, mac } = match batch.step_key.take() {
+            Some((i, step, k)) if i == index && step == parts.step => k,
+            _ => inner
+                .cache
+                .get(
+                    &inner.ring,
+                    index,
+                    parts.step,
+                    &inner.namespace,
+                    &inner.otp,
+                    now,
+                )
+                .ok_or(Reason::UnknownKey)?,
+        };
         let fields = EntryFields {
             version: FORMAT_VERSION,
             key_id: parts.key_id,
             step: parts.step,
-            code: step_key.code.as_ref(),
+            code: code.as_ref(),
             salt: scope.salt.as_bytes(),
             subject: scope.subject.map(str::as_bytes),
             state_key: parts.state_key,
@@ -142,7 +176,14 @@ impl Recovery {
             schema: parts.schema,
             payload: parts.payload,
         };
-        if !fields.verify(step_key.mac, &inner.namespace, parts.tag) {
+        let authentic = if batch.remember {
+            let authentic = fields.verify(mac.clone(), &inner.namespace, parts.tag);
+            batch.step_key = Some((index, parts.step, StepKey { code, mac }));
+            authentic
+        } else {
+            fields.verify(mac, &inner.namespace, parts.tag)
+        };
+        if !authentic {
             return Err(Reason::BadSignature);
         }
 
@@ -151,6 +192,33 @@ impl Recovery {
             return Err(Reason::WrongLocation);
         }
         Ok(())
+    }
+}
+
+/// What opening many tokens at once (a bundle) shares between them: one decode buffer, one
+/// reading of the clock (every entry is judged at the same instant), and the step key of the
+/// last (ring index, step) seen, so a bundle of entries from one step takes one step-key cache
+/// look-up instead of one per entry.
+#[derive(Default)]
+pub(crate) struct Batch {
+    scratch: Vec<u8>,
+    now: Option<u64>,
+    remember: bool,
+    step_key: Option<(usize, u64, StepKey)>,
+}
+
+impl Batch {
+    /// For a single token: nothing worth keeping.
+    pub(crate) fn one() -> Self {
+        Self::default()
+    }
+
+    /// For many tokens.
+    pub(crate) fn many() -> Self {
+        Self {
+            remember: true,
+            ..Self::default()
+        }
     }
 }
 
@@ -173,8 +241,13 @@ impl Failure {
 
 /// serde_json with errors sorted into `malformed` (not JSON) and `invalid-payload` (JSON of
 /// another shape than the type asked for).
+///
+/// The payload is checked as UTF-8 once, up front (std's check runs a word at a time), and
+/// parsed with `from_str`, which then skips serde_json's own per-string UTF-8 checks. Not
+/// UTF-8 is `malformed`, as serde_json would have said.
 pub(crate) fn parse_json<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Reason> {
-    serde_json::from_slice(payload).map_err(|e| json_reason(&e))
+    let text = std::str::from_utf8(payload).map_err(|_| Reason::Malformed)?;
+    serde_json::from_str(text).map_err(|e| json_reason(&e))
 }
 
 pub(crate) fn json_reason(e: &serde_json::Error) -> Reason {

@@ -1,7 +1,11 @@
 //! Outbound: value -> serde_json -> PAE -> HMAC with the step key -> base64url token.
 //! Mirrors `open.rs` step for step.
 
+use std::cell::Cell;
+use std::io;
+
 use serde::Serialize;
+use serde_json::ser::Formatter;
 
 use crate::error::SealError;
 use crate::key::StateKey;
@@ -31,19 +35,35 @@ impl Recovery {
         let step = inner.otp.step_at(now);
         let (index, ring_key) = inner.ring.sealing();
 
-        // 1. Header, then the payload serialized straight after it (no copy).
+        // 1. Header, then the payload serialized straight after it (no copy), its depth
+        //    counted as it is written (the same count as `depth_within`, without a second pass).
+        let limits = &inner.limits;
         let mut buf = Vec::with_capacity(256);
         token::write_header(&mut buf, &ring_key.id, step, &key, revision, schema);
         let payload_start = buf.len();
-        serde_json::to_writer(&mut buf, value).map_err(SealError::Serialize)?;
+        let too_deep = Cell::new(false);
+        let formatter = DepthLimit {
+            depth: 0,
+            max: limits.max_depth(),
+            exceeded: &too_deep,
+        };
+        let written = value.serialize(&mut serde_json::Serializer::with_formatter(
+            &mut buf, formatter,
+        ));
 
         // 2. Limits, before any MAC work.
-        let limits = &inner.limits;
-        let payload = buf.get(payload_start..).unwrap_or_default();
-        if !depth_within(payload, limits.max_depth()) {
+        if too_deep.get() {
             return Err(SealError::TooDeep {
                 max: limits.max_depth(),
             });
+        }
+        written.map_err(SealError::Serialize)?;
+        let payload = buf.get(payload_start..).unwrap_or_default();
+        if has_reserved_key(payload) {
+            return Err(SealError::Serialize(serde::ser::Error::custom(
+                "an object's first key starts with \"$serde_json::private::\", which serde_json \
+                 reads back as something else",
+            )));
         }
         let len = token::encoded_len(buf.len().saturating_add(TAG_LEN));
         if len > limits.max_token_bytes() {
@@ -72,8 +92,145 @@ impl Recovery {
         };
         let tag = fields.tag(step_key.mac, &inner.namespace);
 
-        // 4. Tag last, then base64url.
-        buf.extend_from_slice(&tag);
-        Ok(Token::from_string(token::encode(&buf)))
+        // 4. Tag last, then base64url (the tag is not copied into `buf`: no reallocation).
+        Ok(Token::from_string(token::encode_with_tag(&buf, &tag)))
+    }
+}
+
+/// serde_json's compact output (every method not overridden is the compact default, so the
+/// bytes are exactly `serde_json::to_writer`'s), refusing to nest deeper than `max`: arrays
+/// and objects count one level each, as in `depth_within`; raw fragments are scanned.
+struct DepthLimit<'a> {
+    depth: usize,
+    max: usize,
+    exceeded: &'a Cell<bool>,
+}
+
+impl DepthLimit<'_> {
+    fn enter(&mut self) -> io::Result<()> {
+        self.depth = self.depth.saturating_add(1);
+        if self.depth > self.max {
+            self.exceeded.set(true);
+            return Err(io::Error::other("state-recovery: too deep"));
+        }
+        Ok(())
+    }
+}
+
+impl Formatter for DepthLimit<'_> {
+    fn begin_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.enter()?;
+        w.write_all(b"[")
+    }
+
+    fn end_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.depth = self.depth.saturating_sub(1);
+        w.write_all(b"]")
+    }
+
+    fn begin_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.enter()?;
+        w.write_all(b"{")
+    }
+
+    fn end_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.depth = self.depth.saturating_sub(1);
+        w.write_all(b"}")
+    }
+
+    fn write_raw_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        if !depth_within(fragment.as_bytes(), self.max.saturating_sub(self.depth)) {
+            self.exceeded.set(true);
+            return Err(io::Error::other("state-recovery: too deep"));
+        }
+        w.write_all(fragment.as_bytes())
+    }
+}
+
+/// Whether compact JSON has an object whose first key starts with `$serde_json::private::`.
+/// serde_json reads such an object back into a `serde_json::Value` as the raw JSON (feature
+/// `raw_value`, on here) or number (`arbitrary_precision`, which another crate may turn on)
+/// it names, not as an object: the value would not open as sealed, or open as another shape.
+/// In compact output `{"` only begins an object's first key (a quote inside a string is `\"`).
+fn has_reserved_key(json: &[u8]) -> bool {
+    // The prefix has a `$`, which JSON rarely does: a vectorized count of `$` bytes (u8 per
+    // chunk of at most 255, so no wrap) settles almost every payload without the split.
+    let dollars = json.chunks(255).any(|chunk| {
+        chunk
+            .iter()
+            .fold(0u8, |n, &b| n.wrapping_add(u8::from(b == b'$')))
+            != 0
+    });
+    dollars
+        && json
+            .split(|&b| b == b'{')
+            .skip(1)
+            .any(|after_brace| after_brace.starts_with(b"\"$serde_json::private::"))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Serialize;
+    use serde_json::value::RawValue;
+
+    use super::*;
+    use crate::payload::depth_within;
+
+    fn compact(v: &impl Serialize, max: usize) -> Result<Vec<u8>, bool> {
+        let exceeded = Cell::new(false);
+        let mut buf = Vec::new();
+        let f = DepthLimit {
+            depth: 0,
+            max,
+            exceeded: &exceeded,
+        };
+        let r = v.serialize(&mut serde_json::Serializer::with_formatter(&mut buf, f));
+        match (exceeded.get(), r) {
+            (true, _) => Err(true),
+            (false, Ok(())) => Ok(buf),
+            (false, Err(_)) => Err(false),
+        }
+    }
+
+    #[test]
+    fn counts_depth_like_the_scan_and_writes_compact_json() {
+        let values = [
+            serde_json::json!(1),
+            serde_json::json!([]),
+            serde_json::json!({"a": [1, {"b": "[[[{{"}], "c": {}}),
+            serde_json::json!([[[[[]]]], [[]], {"x": [[[null]]]}]),
+        ];
+        for v in &values {
+            let expected = serde_json::to_vec(v).unwrap();
+            for max in 0..7 {
+                match compact(v, max) {
+                    Ok(bytes) => {
+                        assert_eq!(bytes, expected);
+                        assert!(depth_within(&expected, max));
+                    }
+                    Err(too_deep) => {
+                        assert!(too_deep);
+                        assert!(!depth_within(&expected, max), "{v} at {max}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn raw_fragments_count_from_where_they_sit() {
+        #[derive(Serialize)]
+        struct Wrap {
+            inner: Vec<Box<RawValue>>,
+        }
+        let raw = RawValue::from_string("[[1]]".into()).unwrap();
+        let v = Wrap { inner: vec![raw] };
+        // {"inner":[ [[1]] ]}: 4 levels.
+        assert_eq!(compact(&v, 4).unwrap(), br#"{"inner":[[[1]]]}"#);
+        assert_eq!(compact(&v, 3), Err(true));
     }
 }

@@ -90,13 +90,24 @@ pub(crate) struct Parts<'a> {
 
 /// Size and encoding checks: `too-large` before decoding, then strict base64url.
 pub(crate) fn decode(text: &[u8], max_len: usize) -> Result<Vec<u8>, Reason> {
+    let mut buf = Vec::new();
+    decode_into(text, max_len, &mut buf)?;
+    Ok(buf)
+}
+
+/// [`decode`] into `buf` (cleared first), so a caller opening many tokens reuses one
+/// allocation. On error `buf` holds nothing meaningful.
+pub(crate) fn decode_into(text: &[u8], max_len: usize, buf: &mut Vec<u8>) -> Result<(), Reason> {
+    buf.clear();
     if text.len() > max_len {
         return Err(Reason::TooLarge);
     }
     if text.is_empty() {
         return Err(Reason::Malformed);
     }
-    URL_SAFE_NO_PAD.decode(text).map_err(|_| Reason::Malformed)
+    URL_SAFE_NO_PAD
+        .decode_vec(text, buf)
+        .map_err(|_| Reason::Malformed)
 }
 
 /// Version and layout checks on decoded bytes.
@@ -165,6 +176,37 @@ pub(crate) fn write_header(
 /// Encodes token bytes as unpadded base64url.
 pub(crate) fn encode(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Encodes `body || tag` as unpadded base64url without appending the tag to `body` (which
+/// could reallocate and copy it): the whole 3-byte groups of `body` are encoded in place, then
+/// its last 0 to 2 bytes with the tag from a small array, both straight into one buffer of the
+/// exact length. Same text as [`encode`] of the concatenation, since the first part ends on a
+/// group boundary.
+pub(crate) fn encode_with_tag(body: &[u8], tag: &[u8; TAG_LEN]) -> String {
+    #[allow(clippy::arithmetic_side_effects)] // remainder by a non-zero constant
+    let whole = body.len() - body.len() % 3;
+    let (groups, rest) = body.split_at(whole);
+    let mut last = [0u8; 2 + TAG_LEN];
+    let n = last
+        .iter_mut()
+        .zip(rest.iter().chain(tag))
+        .map(|(slot, b)| *slot = *b)
+        .count();
+    let tail = last.get(..n).unwrap_or_default();
+    let mut out = vec![0u8; encoded_len(body.len().saturating_add(TAG_LEN))];
+    let written = out
+        .split_at_mut_checked(encoded_len(whole))
+        .and_then(|(head_out, tail_out)| {
+            let a = URL_SAFE_NO_PAD.encode_slice(groups, head_out).ok()?;
+            let b = URL_SAFE_NO_PAD.encode_slice(tail, tail_out).ok()?;
+            Some(a.saturating_add(b))
+        });
+    match (written, String::from_utf8(out)) {
+        (Some(len), Ok(text)) if len == text.len() => text,
+        // Unreachable (the lengths are exact and base64 is ASCII); stay correct regardless.
+        _ => encode(&[body, tag.as_slice()].concat()),
+    }
 }
 
 /// Length of the base64url text for `n` bytes.
@@ -291,6 +333,18 @@ mod tests {
         assert_eq!(decode(b"A", 10), Err(Reason::Malformed));
         assert_eq!(decode(b"AA A", 10), Err(Reason::Malformed));
         assert_eq!(decode(b"+/AA", 10), Err(Reason::Malformed));
+    }
+
+    #[test]
+    fn encoding_with_the_tag_apart_is_encoding_the_concatenation() {
+        let tag = [0xA5; TAG_LEN];
+        for n in 0..50 {
+            let body: Vec<u8> = (0..n).map(|i| i as u8 ^ 0x3C).collect();
+            let whole = [&body[..], &tag[..]].concat();
+            let text = encode_with_tag(&body, &tag);
+            assert_eq!(text, encode(&whole), "body of {n} bytes");
+            assert_eq!(text.len(), text.capacity(), "body of {n} bytes");
+        }
     }
 
     #[test]
