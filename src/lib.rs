@@ -52,6 +52,8 @@
 pub mod bundle;
 mod clock;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod key;
 #[cfg(feature = "axum")]
 pub mod layer;

@@ -14,9 +14,11 @@ mod bundles;
 #[cfg(feature = "cli")]
 mod cli;
 mod common;
+mod kat;
 #[cfg(feature = "axum")]
 mod layer;
 #[cfg(feature = "axum")]
 mod reconnect;
+mod regressions;
 mod roundtrip;
 mod vectors;

@@ -1,0 +1,196 @@
+//! Fuzz findings, replayed through the same entry points the fuzz targets call
+//! (`state_recovery::fuzzing`), plus the checked-in seed corpora of the byte-input targets so
+//! that a stable `cargo test` runs their assertions too.
+
+use std::path::Path;
+
+use serde_json::json;
+use state_recovery::fuzzing::{self, Json, Model, Op, RoundTrip};
+use state_recovery::{Scope, SealError};
+
+use crate::common;
+
+fn seeds(target: &str) -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("seed-") {
+            out.push(std::fs::read(&path).unwrap());
+        }
+    }
+    assert!(!out.is_empty(), "no seeds in {}", dir.display());
+    out
+}
+
+#[test]
+fn decode_token_seeds() {
+    for s in seeds("decode_token") {
+        fuzzing::decode_token(&s);
+    }
+}
+
+#[test]
+fn open_untrusted_seeds() {
+    for s in seeds("open_untrusted") {
+        fuzzing::open_untrusted(&s);
+    }
+}
+
+#[cfg(feature = "axum")]
+#[test]
+fn client_input_seeds() {
+    for s in seeds("client_input") {
+        fuzzing::client_input(&s);
+    }
+}
+
+fn seal(location: u8, salt: u8, subject: u8, revision: u64) -> Op {
+    Op::Seal {
+        location,
+        salt,
+        subject,
+        revision,
+        schema: 1,
+        value: Json::Object(vec![("n".into(), Json::Uint(revision))]),
+    }
+}
+
+#[test]
+fn model_rotation_window_and_duplicates() {
+    fuzzing::model(&Model {
+        skew: 1,
+        ops: vec![
+            seal(0, 0, 0, 1),
+            seal(1, 0, 0, 2),
+            seal(0, 0, 0, 3), // a second entry for location 0: duplicate in a bundle
+            Op::OpenBundle {
+                salt: 0,
+                subject: 0,
+                entries: vec![0, 1, 2],
+            },
+            Op::RotateAdd,
+            seal(2, 1, 1, 4),
+            Op::Advance { secs: 150 },
+            Op::RotateDrop, // entries 0-2 now name a retired key
+            Op::Open { entry: 0 },
+            Op::Open { entry: 3 },
+            Op::FlipBit {
+                entry: 3,
+                bit: 100,
+                in_text: false,
+            },
+            Op::Splice {
+                first: 3,
+                second: 1,
+                cut_first: 20,
+                cut_second: 20,
+                in_text: true,
+            },
+            Op::Move {
+                entry: 3,
+                location: 1,
+            },
+            Op::Rescope {
+                entry: 1,
+                salt: 2,
+                subject: 2,
+            },
+            Op::Advance { secs: 300 }, // everything expires
+            Op::Rewind { secs: 700 },  // and now it is from the future
+            Op::OpenBundle {
+                salt: 1,
+                subject: 1,
+                entries: vec![3, 3, 4, 5, 0, 1, 2, 3, 4],
+            },
+        ],
+    });
+}
+
+#[test]
+fn roundtrip_nested_value_and_unicode_location() {
+    fuzzing::seal_open_roundtrip(&RoundTrip {
+        value: Json::Array(vec![
+            Json::Float(-0.0),
+            Json::Float(f64::NAN),
+            Json::Float(1e300),
+            Json::Int(i64::MIN),
+            Json::Uint(u64::MAX),
+            Json::Str("\u{0}\"\\é\u{10ffff}".into()),
+            Json::Object(vec![
+                ("a".into(), Json::Null),
+                ("a".into(), Json::Bool(true)),
+            ]),
+        ]),
+        file: "src/é#:1:2".into(),
+        line: u32::MAX,
+        column: 0,
+        instance: Some(String::new()),
+        salt: [0; 16],
+        subject: Some(String::new()),
+        revision: u64::MAX,
+        schema: u32::MAX,
+        offset: u32::MAX,
+    });
+}
+
+/// Found by `model` (fuzz/artifacts/model/crash-e886115a71c7c5800d674f383cf286095507a836,
+/// reduced to its first operation): a value whose first object key was serde_json's private
+/// raw-value token sealed fine, then opened as `invalid-payload` instead of the value. `seal`
+/// now refuses such values (`SealError::Serialize`).
+#[test]
+fn model_serde_json_raw_value_token_as_first_key() {
+    fuzzing::model(&Model {
+        skew: 0,
+        ops: vec![Op::Seal {
+            location: 3,
+            salt: 2,
+            subject: 1,
+            revision: 45_897_795_049_031_183,
+            schema: 3_442_073_350,
+            value: Json::Object(vec![(
+                "$serde_json::private::RawValue".into(),
+                Json::Uint(45_897_795_049_031_168),
+            )]),
+        }],
+    });
+}
+
+/// The same finding at its worst: with a string under the token, serde_json reads the object
+/// back as the JSON inside the string, so a state holding user-chosen map keys could open as a
+/// value of another shape. Refused at seal, wherever it is nested; the same text elsewhere
+/// (a string, a later key) still round-trips.
+#[test]
+fn serde_json_private_tokens_are_refused_at_seal() {
+    let shifted: serde_json::Value =
+        serde_json::from_str(r#"{"$serde_json::private::RawValue":"{\"admin\":true}"}"#).unwrap();
+    assert_eq!(shifted, json!({"admin": true}));
+
+    let (r, _) = common::recovery();
+    let salt = common::salt(1);
+    let scope = Scope::new(&salt);
+    let key = state_recovery::StateKey::from_bytes([1; 16]);
+    for bad in [
+        json!({"$serde_json::private::RawValue": "{\"admin\":true}"}),
+        json!({"$serde_json::private::RawValue": 1}),
+        json!([1, {"a": {"$serde_json::private::Number": "1"}}]),
+        json!({"$serde_json::private::": null}),
+    ] {
+        let err = r.seal(&scope, key, 1, 1, &bad).unwrap_err();
+        assert!(matches!(err, SealError::Serialize(_)), "{bad}");
+    }
+    for good in [
+        json!("{\"$serde_json::private::RawValue\":1}"),
+        json!({"!": 1, "$serde_json::private::RawValue": "{}"}),
+        json!({"$serde_json::private:": 1}),
+    ] {
+        let token = r.seal(&scope, key, 1, 1, &good).unwrap();
+        let opened = r
+            .open_at::<serde_json::Value>(&scope, key, token.as_str())
+            .unwrap();
+        assert_eq!(opened.value, good);
+    }
+}
