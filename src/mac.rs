@@ -22,6 +22,11 @@ pub(crate) const ENTRY_PURPOSE: &[u8] = b"state-recovery/entry";
 /// concatenated (so a flag byte and a value can form one piece without copying).
 pub(crate) fn pae_update(mac: &mut impl Mac, pieces: &[&[&[u8]]]) {
     mac.update(&le64(pieces.len()));
+    pae_pieces(mac, pieces);
+}
+
+/// The pieces of a PAE encoding without the leading count: for an encoding fed in parts.
+fn pae_pieces(mac: &mut impl Mac, pieces: &[&[&[u8]]]) {
     for parts in pieces {
         let len = parts.iter().fold(0usize, |n, p| n.saturating_add(p.len()));
         mac.update(&le64(len));
@@ -47,13 +52,37 @@ fn le64(n: usize) -> [u8; 8] {
     (n as u64).to_le_bytes()
 }
 
-/// Everything an entry's tag binds, in MAC order (after version, purpose and namespace).
+/// Number of pieces in an entry's PAE.
+const ENTRY_PIECES: usize = 12;
+
+/// Feeds the start of an entry's PAE that is the same for every entry of one (key id, step):
+/// the piece count, then version, purpose, namespace, key id, step and OTP code. The step-key
+/// cache stores the MAC state after this prefix, so each entry only feeds its own fields.
+pub(crate) fn feed_entry_prefix(
+    mac: &mut HmacSha256,
+    version: u8,
+    namespace: &[u8],
+    key_id: &[u8],
+    step: u64,
+    code: &[u8],
+) {
+    mac.update(&le64(ENTRY_PIECES));
+    pae_pieces(
+        mac,
+        &[
+            &[&[version]],
+            &[ENTRY_PURPOSE],
+            &[namespace],
+            &[key_id],
+            &[&step.to_be_bytes()],
+            &[code],
+        ],
+    );
+}
+
+/// The fields an entry's tag binds after the (key id, step) prefix, in MAC order.
 #[derive(Clone, Copy)]
 pub(crate) struct EntryFields<'a> {
-    pub(crate) version: u8,
-    pub(crate) key_id: &'a [u8],
-    pub(crate) step: u64,
-    pub(crate) code: &'a [u8],
     pub(crate) salt: &'a [u8; 16],
     pub(crate) subject: Option<&'a [u8]>,
     pub(crate) state_key: &'a [u8; 16],
@@ -63,21 +92,16 @@ pub(crate) struct EntryFields<'a> {
 }
 
 impl EntryFields<'_> {
-    /// Feeds the entry's PAE into `mac` (already keyed with the step key).
-    pub(crate) fn feed(&self, mac: &mut HmacSha256, namespace: &[u8]) {
+    /// Feeds the rest of the entry's PAE into `mac`, which is keyed with the step key and has
+    /// absorbed [`feed_entry_prefix`].
+    pub(crate) fn feed(&self, mac: &mut HmacSha256) {
         let (flag, subject): (&[u8], &[u8]) = match self.subject {
             None => (&[0], &[]),
             Some(s) => (&[1], s),
         };
-        pae_update(
+        pae_pieces(
             mac,
             &[
-                &[&[self.version]],
-                &[ENTRY_PURPOSE],
-                &[namespace],
-                &[self.key_id],
-                &[&self.step.to_be_bytes()],
-                &[self.code],
                 &[self.salt],
                 &[flag, subject],
                 &[self.state_key],
@@ -88,15 +112,15 @@ impl EntryFields<'_> {
         );
     }
 
-    /// The tag under a keyed MAC state.
-    pub(crate) fn tag(&self, mut mac: HmacSha256, namespace: &[u8]) -> [u8; TAG_LEN] {
-        self.feed(&mut mac, namespace);
+    /// The tag, from the prefixed step-key MAC state.
+    pub(crate) fn tag(&self, mut mac: HmacSha256) -> [u8; TAG_LEN] {
+        self.feed(&mut mac);
         mac.finalize().into_bytes().into()
     }
 
     /// Checks a tag in constant time with `verify_slice` (full length only).
-    pub(crate) fn verify(&self, mut mac: HmacSha256, namespace: &[u8], tag: &[u8]) -> bool {
-        self.feed(&mut mac, namespace);
+    pub(crate) fn verify(&self, mut mac: HmacSha256, tag: &[u8]) -> bool {
+        self.feed(&mut mac);
         mac.verify_slice(tag).is_ok()
     }
 }

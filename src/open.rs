@@ -10,7 +10,7 @@ use crate::mac::EntryFields;
 use crate::otp::{StepKey, Window};
 use crate::payload::depth_within;
 use crate::recovery::{Recovery, Scope};
-use crate::token::{self, Parts, FORMAT_VERSION};
+use crate::token::{self, Parts};
 
 /// An entry that verified, with its value.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,7 +150,7 @@ impl Recovery {
         }
 
         // 6. One HMAC over the entry, compared in constant time.
-        let StepKey { code, mac } = match batch.step_key.take() {
+        let StepKey { mac } = match batch.step_key.take() {
             Some((i, step, k)) if i == index && step == parts.step => k,
             _ => inner
                 .cache
@@ -165,10 +165,6 @@ impl Recovery {
                 .ok_or(Reason::UnknownKey)?,
         };
         let fields = EntryFields {
-            version: FORMAT_VERSION,
-            key_id: parts.key_id,
-            step: parts.step,
-            code: code.as_ref(),
             salt: scope.salt.as_bytes(),
             subject: scope.subject.map(str::as_bytes),
             state_key: parts.state_key,
@@ -177,11 +173,11 @@ impl Recovery {
             payload: parts.payload,
         };
         let authentic = if batch.remember {
-            let authentic = fields.verify(mac.clone(), &inner.namespace, parts.tag);
-            batch.step_key = Some((index, parts.step, StepKey { code, mac }));
+            let authentic = fields.verify(mac.clone(), parts.tag);
+            batch.step_key = Some((index, parts.step, StepKey { mac }));
             authentic
         } else {
-            fields.verify(mac, &inner.namespace, parts.tag)
+            fields.verify(mac, parts.tag)
         };
         if !authentic {
             return Err(Reason::BadSignature);

@@ -18,6 +18,7 @@ use zeroize::Zeroizing;
 use crate::error::ConfigError;
 use crate::mac::{self, HmacSha256};
 use crate::secret::{KeyRing, Pepper};
+use crate::token::FORMAT_VERSION;
 
 const MAC_ROOT_LABEL: &[u8] = b"state-recovery/v1/mac-root";
 const TOTP_SECRET_LABEL: &[u8] = b"state-recovery/v1/totp-secret";
@@ -186,10 +187,10 @@ pub fn rfc6238_code(algorithm: Algorithm, secret: &[u8], step_secs: u64, time: u
     String::from_utf8_lossy(code_bytes(&totp, counter).as_ref()).into_owned()
 }
 
-/// A derived step key: the code and the MAC state keyed with the step key.
+/// A derived step key: the MAC state keyed with the step key that has already absorbed the
+/// part of the entry encoding shared by every entry of its (key id, step), OTP code included.
 #[derive(Clone)]
 pub(crate) struct StepKey {
-    pub(crate) code: Zeroizing<[u8; CODE_DIGITS]>,
     pub(crate) mac: HmacSha256,
 }
 
@@ -217,11 +218,10 @@ impl StepKeyCache {
             }
         }
         let ring_key = ring.get(index)?;
-        let (code, mac) =
-            ring_key
-                .derived
-                .step_mac(namespace, ring_key.id.as_str().as_bytes(), step);
-        let key = StepKey { code, mac };
+        let id = ring_key.id.as_str().as_bytes();
+        let (code, mut mac) = ring_key.derived.step_mac(namespace, id, step);
+        mac::feed_entry_prefix(&mut mac, FORMAT_VERSION, namespace, id, step, code.as_ref());
+        let key = StepKey { mac };
         if let Ok(mut map) = self.map.write() {
             let current = settings.step_at(now);
             let lo = current.saturating_sub(settings.skew().saturating_add(1));

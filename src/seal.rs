@@ -12,7 +12,7 @@ use crate::key::StateKey;
 use crate::mac::{EntryFields, TAG_LEN};
 use crate::payload::depth_within;
 use crate::recovery::{Recovery, Scope};
-use crate::token::{self, Token, FORMAT_VERSION};
+use crate::token::{self, Token};
 
 impl Recovery {
     /// Seals `value` as the entry for `key` at `revision`, with the app's `schema` version for
@@ -79,10 +79,6 @@ impl Recovery {
             .get(&inner.ring, index, step, &inner.namespace, &inner.otp, now)
             .ok_or(SealError::ClockOutOfRange)?;
         let fields = EntryFields {
-            version: FORMAT_VERSION,
-            key_id: ring_key.id.as_str().as_bytes(),
-            step,
-            code: step_key.code.as_ref(),
             salt: scope.salt.as_bytes(),
             subject: scope.subject.map(str::as_bytes),
             state_key: key.as_bytes(),
@@ -90,7 +86,7 @@ impl Recovery {
             schema,
             payload,
         };
-        let tag = fields.tag(step_key.mac, &inner.namespace);
+        let tag = fields.tag(step_key.mac);
 
         // 4. Tag last, then base64url (the tag is not copied into `buf`: no reallocation).
         Ok(Token::from_string(token::encode_with_tag(&buf, &tag)))
