@@ -251,6 +251,50 @@ impl Json {
     }
 }
 
+/// Built depth-first, at most [`Json::GEN_MAX_DEPTH`] deep and at most [`Json::GEN_MAX_ITEMS`]
+/// items per array or object; floats are any `f64` (non-finite ones become `null`).
+#[cfg(feature = "arbitrary")]
+impl<'a> arbitrary::Arbitrary<'a> for Json {
+    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+        Self::generate(u, 0)
+    }
+}
+
+#[cfg(feature = "arbitrary")]
+impl Json {
+    /// Deepest nesting generated.
+    pub const GEN_MAX_DEPTH: usize = 6;
+    /// Most items of one generated array or object.
+    pub const GEN_MAX_ITEMS: usize = 8;
+
+    fn generate(u: &mut arbitrary::Unstructured<'_>, depth: usize) -> arbitrary::Result<Self> {
+        let kinds: u8 = if depth >= Self::GEN_MAX_DEPTH { 5 } else { 7 };
+        let inner = depth.saturating_add(1);
+        Ok(match u.int_in_range(0..=kinds)? {
+            0 => Json::Null,
+            1 => Json::Bool(u.arbitrary()?),
+            2 => Json::Int(u.arbitrary()?),
+            3 => Json::Uint(u.arbitrary()?),
+            4 => Json::Float(u.arbitrary()?),
+            5 => Json::Str(u.arbitrary()?),
+            6 => {
+                let mut items = Vec::new();
+                while items.len() < Self::GEN_MAX_ITEMS && u.arbitrary()? {
+                    items.push(Self::generate(u, inner)?);
+                }
+                Json::Array(items)
+            }
+            _ => {
+                let mut fields = Vec::new();
+                while fields.len() < Self::GEN_MAX_ITEMS && u.arbitrary()? {
+                    fields.push((u.arbitrary()?, Self::generate(u, inner)?));
+                }
+                Json::Object(fields)
+            }
+        })
+    }
+}
+
 /// Whether `v` has an object whose first key starts with `$serde_json::private::`: the values
 /// `seal` refuses, because serde_json would read them back as another value.
 #[must_use]
@@ -269,6 +313,7 @@ pub fn has_reserved_key(v: &Value) -> bool {
 
 /// One seal-then-open round trip.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct RoundTrip {
     /// The value sealed.
     pub value: Json,

@@ -1,3 +1,3 @@
 #![no_main]
-use state_recovery_fuzz::Model;
-libfuzzer_sys::fuzz_target!(|input: Model| state_recovery::fuzzing::model(&input.into()));
+use state_recovery::fuzzing::Model;
+libfuzzer_sys::fuzz_target!(|input: Model| state_recovery::fuzzing::model(&input));

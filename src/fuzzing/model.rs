@@ -30,6 +30,7 @@ const SUBJECTS: [Option<&str>; 3] = [None, Some("alice"), Some("bob")];
 
 /// One step of a model run. Indices are taken modulo the number of things they index.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum Op {
     /// Seal a value for a location under a salt and subject: a new entry in that scope.
     Seal {
@@ -116,6 +117,7 @@ pub enum Op {
 
 /// A model run: the OTP skew and the operations. Every entry is opened again at the end.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Model {
     /// OTP skew, modulo 3.
     pub skew: u8,
