@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 
 use crate::error::{Reason, Rejection};
 use crate::key::StateKey;
-use crate::open::{json_reason, Batch, Opened};
+use crate::open::{json_reason, parse_json, Batch, Opened};
 use crate::recovery::{Recovery, Scope};
 use crate::secret::Salt;
 
@@ -212,10 +212,13 @@ impl Recovery {
                 });
                 continue;
             }
-            let result = self.open_bytes_in(scope, token.as_bytes(), None, &mut batch, |payload| {
-                let text = std::str::from_utf8(payload).map_err(|_| Reason::Malformed)?;
-                RawValue::from_string(text.to_owned()).map_err(|e| json_reason(&e))
-            });
+            let result = self.open_bytes_in(
+                scope,
+                token.as_bytes(),
+                None,
+                &mut batch,
+                parse_json::<Box<RawValue>>,
+            );
             match result {
                 Ok(entry) => opened.push((index, entry)),
                 Err(f) => rejected.push(Rejected {
