@@ -10,7 +10,8 @@
 //! (key id, time step) → base64url token → client. Inbound: bundle → size checks → token
 //! decode → key id → time window → MAC verify → JSON depth check → serde → handler.
 //! The modules mirror that path: [`key`] (state keys), [`secret`], [`otp`], [`mac`],
-//! [`token`], `seal`, `open`, [`bundle`].
+//! [`token`], `seal`, `open`, [`bundle`]. Apart from that path, [`manifest`] lists an
+//! application's state keys and compares two releases' lists, for release checks.
 //!
 //! ```
 //! use state_recovery::{state_key, KeyId, KeyRing, ManualClock, Pepper, Recovery, Reason, Salt, Scope};
@@ -58,6 +59,7 @@ pub mod key;
 #[cfg(feature = "axum")]
 pub mod layer;
 pub mod mac;
+pub mod manifest;
 mod open;
 pub mod otp;
 mod payload;
@@ -80,6 +82,7 @@ pub use layer::{
     ClientInput, Recovered, RecoveryContext, RecoveryHandle, RecoverySession, RecoverySocket,
     StateRecoveryLayer, StateUpdate,
 };
+pub use manifest::Manifest;
 pub use open::Opened;
 pub use otp::OtpSettings;
 pub use recovery::{Limits, Recovery, RecoveryBuilder, Scope};
