@@ -1,15 +1,25 @@
-//! `state-recovery`: generate keys and salts, seal, open and inspect tokens from the shell.
+//! `state-recovery`: generate keys and salts, seal, open and inspect tokens from the shell,
+//! and compare key manifests before a release.
 //!
-//! Configuration comes from the environment, as for a server (see
+//! Verbs: `keygen` and `salt` (fresh secrets), `seal` (a JSON value on stdin to a token),
+//! `open` (tokens on stdin, one JSON line each), `inspect` (one token's visible fields,
+//! unverified), `keys diff OLD NEW` (two key manifests: what NEW would do to the state OLD
+//! sealed; `-` reads one of them from stdin).
+//!
+//! Configuration for `seal` and `open` comes from the environment, as for a server (see
 //! [`RecoveryBuilder::from_env`]): `STATE_RECOVERY_KEYS` (comma-separated `ID:KEY`, the first
 //! seals, all open), `STATE_RECOVERY_OTP_STEP`, `STATE_RECOVERY_OTP_SKEW`,
-//! `STATE_RECOVERY_NAMESPACE` and `STATE_RECOVERY_LOCATION_KEY`.
+//! `STATE_RECOVERY_NAMESPACE` and `STATE_RECOVERY_LOCATION_KEY`. `keygen`, `salt`, `inspect`
+//! and `keys diff` need none of it.
 //!
-//! Exit status: 0 when everything worked (every token opened), 1 when a token was rejected,
-//! 2 on usage or configuration errors, with a one-line message on stderr. Secrets are only
-//! ever printed by `keygen`; error messages never contain key material.
+//! Exit status: 0 when everything worked (every token opened; no breaking finding in `keys
+//! diff`), 1 when a token was rejected or `keys diff` found a change that would lose users'
+//! state, 2 on usage or configuration errors (for `keys diff`: a file that cannot be read or
+//! is not a valid manifest), with a one-line message on stderr. Secrets are only ever printed
+//! by `keygen`; error messages never contain key material.
 
 use std::io::{self, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -18,11 +28,12 @@ use state_recovery::{ConfigError, KeyId, Location, ManualClock, Recovery, Recove
 mod state_recovery_cli {
     pub(crate) mod input;
     pub(crate) mod keys;
+    pub(crate) mod manifest;
     pub(crate) mod open;
     pub(crate) mod seal;
 }
 
-use state_recovery_cli::{keys, open, seal};
+use state_recovery_cli::{keys, manifest, open, seal};
 
 /// Seal, open and inspect state-recovery tokens.
 #[derive(Debug, Parser)]
@@ -66,6 +77,32 @@ enum Command {
     },
     /// Print the visible fields of one token read from stdin, without verifying it.
     Inspect,
+    /// Work with key manifests (the state keys an application declares).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Compare the key manifests of two releases; exit 1 if NEW would lose state OLD sealed.
+    ///
+    /// Prints one line per finding, then a summary. Breaking: dropped, unreadable,
+    /// not-backward-compatible, namespace-changed. Informational: added, renamed,
+    /// schema-changed.
+    Diff {
+        /// The manifest of the release running now (`-` for stdin).
+        old: PathBuf,
+        /// The manifest of the release to deploy (`-` for stdin).
+        new: PathBuf,
+        /// OLD and NEW never run side by side: NEW may write a schema version OLD cannot read.
+        #[arg(long)]
+        no_overlap: bool,
+        /// Print one JSON object per finding per line, and nothing else.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Who the entries belong to, and when "now" is.
@@ -145,6 +182,15 @@ fn run(command: Command) -> Result<ExitCode, Fatal> {
             open::open(&recovery, &scope.scope(&salt), location.as_ref())
         }
         Command::Inspect => open::inspect(),
+        Command::Keys {
+            command:
+                KeysCommand::Diff {
+                    old,
+                    new,
+                    no_overlap,
+                    json,
+                },
+        } => manifest::diff(&old, &new, no_overlap, json),
     }
 }
 

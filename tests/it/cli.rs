@@ -566,3 +566,373 @@ fn open_agrees_with_the_golden_vectors() {
     }
     assert!(seen >= 30, "{seen}");
 }
+
+// --- keys diff ---
+
+/// A directory under the system's temp dir, removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "state-recovery-cli-{name}-{}-{n}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    /// Writes `text` to `name` in the directory and returns its path.
+    fn write(&self, name: &str, text: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn mkey(byte: u8) -> String {
+    format!("{byte:02x}").repeat(16)
+}
+
+/// One slot: key of 16 `byte`s, its schema, the versions it reads and writes, its aliases.
+fn mslot(byte: u8, schema: u32, reads: &[u32], writes: u32, aliases: &[u8]) -> Value {
+    let aliases: Vec<Value> = aliases
+        .iter()
+        .map(|a| json!({"key": mkey(*a), "location": format!("src/old.rs:{a}:1")}))
+        .collect();
+    json!({"key": mkey(byte), "location": format!("demo::components@slot{byte}"),
+        "schema": schema, "reads": reads, "writes": writes, "aliases": aliases})
+}
+
+fn mdoc(namespace: &str, keys: &[Value]) -> String {
+    let v = json!({"format": "state-recovery-manifest/1", "namespace": namespace, "keys": keys});
+    serde_json::to_string_pretty(&v).unwrap()
+}
+
+/// `keys diff OLD NEW` on two manifests written to a fresh directory, with extra flags.
+fn keys_diff(old: &str, new: &str, extra: &[&str]) -> Run {
+    let dir = TempDir::new("diff");
+    let (old, new) = (dir.write("old.json", old), dir.write("new.json", new));
+    let mut args = vec!["keys", "diff", old.as_str(), new.as_str()];
+    args.extend_from_slice(extra);
+    run(&args, &[], b"")
+}
+
+/// The finding codes of a text run (the first word of each line but the summary).
+fn finding_codes(r: &Run) -> Vec<String> {
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    let (_, findings) = lines.split_last().unwrap();
+    findings
+        .iter()
+        .map(|l| l.split("  ").next().unwrap().to_owned())
+        .collect()
+}
+
+fn summary(r: &Run) -> &str {
+    r.stdout.lines().last().unwrap()
+}
+
+fn base() -> Vec<Value> {
+    vec![mslot(1, 1, &[1], 1, &[]), mslot(2, 1, &[1], 1, &[])]
+}
+
+#[test]
+fn keys_diff_identical_manifests_exit_0() {
+    let m = mdoc("demo", &base());
+    let r = keys_diff(&m, &m, &[]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(
+        r.stdout,
+        "2 keys in OLD, 2 in NEW: 0 breaking, 0 informational\n"
+    );
+    let r = keys_diff(&m, &m, &["--json"]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, ""));
+}
+
+#[test]
+fn keys_diff_added_key_is_informational() {
+    let mut keys = base();
+    keys.push(mslot(3, 1, &[1], 1, &[]));
+    let r = keys_diff(&mdoc("demo", &base()), &mdoc("demo", &keys), &[]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(finding_codes(&r), ["added"]);
+    assert!(
+        r.stdout
+            .starts_with(&format!("added  demo::components@slot3 ({})  ", mkey(3))),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        summary(&r),
+        "2 keys in OLD, 3 in NEW: 0 breaking, 1 informational"
+    );
+}
+
+#[test]
+fn keys_diff_removed_key_is_dropped() {
+    let r = keys_diff(
+        &mdoc("demo", &base()),
+        &mdoc("demo", &[mslot(2, 1, &[1], 1, &[])]),
+        &[],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(finding_codes(&r), ["dropped"]);
+    assert_eq!(
+        r.stdout.lines().next().unwrap(),
+        format!(
+            "dropped  demo::components@slot1 ({})  no successor (same key or alias) in NEW",
+            mkey(1)
+        )
+    );
+    assert_eq!(
+        summary(&r),
+        "2 keys in OLD, 1 in NEW: 1 breaking, 0 informational"
+    );
+}
+
+#[test]
+fn keys_diff_renamed_with_an_alias_exit_0() {
+    let new = [mslot(2, 1, &[1], 1, &[]), mslot(9, 1, &[1], 1, &[1])];
+    let r = keys_diff(&mdoc("demo", &base()), &mdoc("demo", &new), &[]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(finding_codes(&r), ["renamed"]);
+    let line = r.stdout.lines().next().unwrap();
+    assert!(line.contains(&mkey(1)) && line.contains(&mkey(9)), "{line}");
+}
+
+#[test]
+fn keys_diff_schema_bump_writing_the_new_version() {
+    // A migration from 1, but NEW writes 2, which OLD workers do not read.
+    let new = [mslot(1, 2, &[1, 2], 2, &[]), mslot(2, 1, &[1], 1, &[])];
+    let (old, new) = (mdoc("demo", &base()), mdoc("demo", &new));
+    let r = keys_diff(&old, &new, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(finding_codes(&r), ["not-backward-compatible"]);
+    assert!(r.stdout.contains("seal as schema 1 first"), "{}", r.stdout);
+    let r = keys_diff(&old, &new, &["--no-overlap"]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(finding_codes(&r), ["schema-changed"]);
+}
+
+#[test]
+fn keys_diff_schema_bump_written_as_the_old_version_exit_0() {
+    let expand = [mslot(1, 2, &[1, 2], 1, &[]), mslot(2, 1, &[1], 1, &[])];
+    let r = keys_diff(&mdoc("demo", &base()), &mdoc("demo", &expand), &[]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(finding_codes(&r), ["schema-changed"]);
+    // And the contract step after it.
+    let contract = [mslot(1, 2, &[1, 2], 2, &[]), mslot(2, 1, &[1], 1, &[])];
+    let r = keys_diff(&mdoc("demo", &expand), &mdoc("demo", &contract), &[]);
+    assert_eq!(
+        (r.code, finding_codes(&r)),
+        (0, vec!["schema-changed".into()])
+    );
+}
+
+#[test]
+fn keys_diff_schema_bump_without_a_migration_is_unreadable() {
+    let new = [mslot(1, 2, &[2], 2, &[]), mslot(2, 1, &[1], 1, &[])];
+    for extra in [&[][..], &["--no-overlap"]] {
+        let r = keys_diff(&mdoc("demo", &base()), &mdoc("demo", &new), extra);
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert_eq!(finding_codes(&r), ["unreadable"]);
+    }
+}
+
+#[test]
+fn keys_diff_namespace_changed_exit_1() {
+    let r = keys_diff(&mdoc("demo", &base()), &mdoc("demo-2", &base()), &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(
+        finding_codes(&r),
+        ["namespace-changed", "namespace-changed"]
+    );
+    assert_eq!(
+        summary(&r),
+        "2 keys in OLD, 2 in NEW: 2 breaking, 0 informational"
+    );
+}
+
+#[test]
+fn keys_diff_invalid_manifests_exit_2_naming_the_file() {
+    let good = mdoc("demo", &base());
+    let dup = mdoc(
+        "demo",
+        &[mslot(1, 1, &[1], 1, &[]), mslot(2, 1, &[1], 1, &[1])],
+    );
+    let wrong_format = good.replace("state-recovery-manifest/1", "state-recovery-manifest/9");
+    let cases = [
+        ("{\"format\": ", "not JSON: "),
+        ("\u{1}", "not JSON: "),
+        ("[]", "expected a JSON object"),
+        (
+            dup.as_str(),
+            "appears twice: at keys[0].key and at keys[1].aliases[0].key",
+        ),
+        (
+            wrong_format.as_str(),
+            "expected \"state-recovery-manifest/1\"",
+        ),
+        (
+            &good.replace("\"reads\"", "\"raeds\""),
+            "unknown field `raeds`",
+        ),
+    ];
+    for (bad, message) in cases {
+        for (old, new, which) in [(bad, good.as_str(), "OLD"), (good.as_str(), bad, "NEW")] {
+            let r = keys_diff(old, new, &[]);
+            r.assert_fatal(&[]);
+            assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+            let line = r.stderr.trim_end();
+            let file = if which == "OLD" {
+                "old.json"
+            } else {
+                "new.json"
+            };
+            assert!(
+                line.starts_with(&format!("state-recovery: {which} (")),
+                "{line}"
+            );
+            assert!(line.contains(file), "{line}");
+            assert!(line.contains(message), "{line}");
+        }
+    }
+    // Not UTF-8.
+    let dir = TempDir::new("utf8");
+    let bin = dir.0.join("bin.json");
+    std::fs::write(&bin, b"{\"format\": \"\xff\"}").unwrap();
+    let good_path = dir.write("good.json", &good);
+    let r = run(
+        &["keys", "diff", &good_path, bin.to_str().unwrap()],
+        &[],
+        b"",
+    );
+    r.assert_fatal(&[]);
+    assert!(
+        r.stderr.contains("NEW (") && r.stderr.contains("not UTF-8"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn keys_diff_missing_file_and_usage_errors_exit_2() {
+    let dir = TempDir::new("missing");
+    let good = dir.write("good.json", &mdoc("demo", &base()));
+    let missing = dir.0.join("missing.json");
+    let missing = missing.to_str().unwrap();
+    let r = run(&["keys", "diff", missing, &good], &[], b"");
+    r.assert_fatal(&[]);
+    assert!(
+        r.stderr.starts_with("state-recovery: OLD (") && r.stderr.contains("missing.json"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("cannot read"), "{}", r.stderr);
+    let r = run(&["keys", "diff", &good, missing], &[], b"");
+    r.assert_fatal(&[]);
+    assert!(
+        r.stderr.starts_with("state-recovery: NEW ("),
+        "{}",
+        r.stderr
+    );
+    // Over the size cap: refused without being parsed.
+    let big = dir.write("big.json", &" ".repeat(16 * 1024 * 1024 + 1));
+    let r = run(&["keys", "diff", &good, &big], &[], b"");
+    r.assert_fatal(&[]);
+    assert!(
+        r.stderr.contains("NEW (") && r.stderr.contains("manifest is larger than 16777216 bytes"),
+        "{}",
+        r.stderr
+    );
+    // A directory is not a file.
+    let r = run(&["keys", "diff", &good, dir.0.to_str().unwrap()], &[], b"");
+    r.assert_fatal(&[]);
+    // Stdin for both, a missing argument, an unknown flag.
+    run(&["keys", "diff", "-", "-"], &[], b"{}").assert_fatal(&[]);
+    for args in [
+        &["keys", "diff", good.as_str()][..],
+        &["keys", "diff", &good, &good, "--frobnicate"],
+        &["keys"],
+    ] {
+        let r = run(args, &[], b"");
+        assert_eq!(r.code, 2, "{args:?}");
+        assert!(r.stdout.is_empty());
+    }
+}
+
+#[test]
+fn keys_diff_reads_one_manifest_from_stdin() {
+    let dir = TempDir::new("stdin");
+    let old = dir.write("old.json", &mdoc("demo", &base()));
+    let new = mdoc("demo", &[mslot(2, 1, &[1], 1, &[])]);
+    let r = run(&["keys", "diff", &old, "-"], &[], new.as_bytes());
+    assert_eq!((r.code, finding_codes(&r)), (1, vec!["dropped".into()]));
+    let r = run(&["keys", "diff", "-", &old], &[], new.as_bytes());
+    assert_eq!((r.code, finding_codes(&r)), (0, vec!["added".into()]));
+    let r = run(&["keys", "diff", &old, "-"], &[], b"nope");
+    r.assert_fatal(&[]);
+    assert!(r.stderr.contains("NEW (stdin): not JSON"), "{}", r.stderr);
+}
+
+#[test]
+fn keys_diff_json_lines_parse() {
+    // One of each: dropped, not-backward-compatible, renamed, added.
+    let old = [
+        mslot(1, 1, &[1], 1, &[]),
+        mslot(2, 1, &[1], 1, &[]),
+        mslot(3, 1, &[1], 1, &[]),
+    ];
+    let new = [
+        mslot(2, 2, &[1, 2], 2, &[]),
+        mslot(5, 1, &[1], 1, &[3]),
+        mslot(6, 1, &[1], 1, &[]),
+    ];
+    let r = keys_diff(&mdoc("demo", &old), &mdoc("demo", &new), &["--json"]);
+    assert_eq!((r.code, r.stderr.as_str()), (1, ""));
+    let lines = r.json_lines();
+    let got: Vec<(&str, bool, &str)> = lines
+        .iter()
+        .map(|v| {
+            let obj = v.as_object().unwrap();
+            assert_eq!(obj.len(), 5, "{v}");
+            assert!(v["location"].is_string() && v["detail"].is_string(), "{v}");
+            (
+                v["kind"].as_str().unwrap(),
+                v["breaking"].as_bool().unwrap(),
+                v["key"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let (k1, k2, k3, k6) = (mkey(1), mkey(2), mkey(3), mkey(6));
+    assert_eq!(
+        got,
+        [
+            ("dropped", true, k1.as_str()),
+            ("not-backward-compatible", true, k2.as_str()),
+            ("renamed", false, k3.as_str()),
+            ("added", false, k6.as_str()),
+        ]
+    );
+    assert_eq!(lines[0]["location"], "demo::components@slot1");
+    // The text form of the same diff: the same findings, then the summary.
+    let r = keys_diff(&mdoc("demo", &old), &mdoc("demo", &new), &[]);
+    assert_eq!(
+        finding_codes(&r),
+        ["dropped", "not-backward-compatible", "renamed", "added"]
+    );
+    assert_eq!(
+        summary(&r),
+        "3 keys in OLD, 3 in NEW: 2 breaking, 2 informational"
+    );
+}
