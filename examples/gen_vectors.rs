@@ -35,6 +35,7 @@ const SKEW: u64 = OtpSettings::DEFAULT_SKEW;
 const NAMESPACE: &str = "golden";
 const LOC: &str = "src/golden.rs:10:5";
 const OTHER_LOC: &str = "src/golden.rs:20:5";
+const NAMED_LOC: &str = "golden::app@draft";
 const SUBJECT: &str = "user-42";
 const UNICODE: &str =
     "h\u{e9}llo w\u{f6}rld \u{2713} \u{1F600} \"q\" back\\slash\n\t\u{0}\u{1f} </script>";
@@ -373,6 +374,32 @@ fn valid_vectors() -> Vec<Vector> {
                 ..base(json!(0))
             },
         ),
+        valid(
+            "17_named_key",
+            "a named location (module path + name, key derivation v2), schema 2",
+            Seal {
+                location: NAMED_LOC,
+                schema: 2,
+                ..base(json!({"text": "draft", "words": 1}))
+            },
+        ),
+        valid(
+            "18_named_key_instance",
+            "a named location with an instance path",
+            Seal {
+                location: "golden::app@todo#row/3",
+                ..base(json!("row 3"))
+            },
+        ),
+        valid(
+            "19_named_key_location_key",
+            "a named location hashed with a secret location key (0x61..=0x80)",
+            Seal {
+                location: NAMED_LOC,
+                location_key: Some(bytes32(0x61)),
+                ..base(json!("hidden"))
+            },
+        ),
     ]
 }
 
@@ -669,6 +696,30 @@ fn invalid_vectors() -> Vec<Vector> {
         &base,
         same(),
         edit(&|b| b.truncate(20)),
+    ));
+    let named = Seal {
+        location: NAMED_LOC,
+        ..Seal::new(json!({"count": 41}))
+    };
+    out.push(invalid(
+        "023_named_key_moved_module",
+        "authentic under a named location, opened for the same name in another module",
+        &named,
+        Open {
+            location: Some("golden::other@draft"),
+            ..Open::like(&named)
+        },
+        named.token(),
+    ));
+    out.push(invalid(
+        "024_named_key_as_source",
+        "authentic under a named location, opened for the source location of the same text",
+        &named,
+        Open {
+            location: Some("golden::app:0:0"),
+            ..Open::like(&named)
+        },
+        named.token(),
     ));
     out
 }

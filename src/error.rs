@@ -73,16 +73,30 @@ pub enum ConfigError {
         /// What is allowed.
         detail: &'static str,
     },
-    /// A source location that does not parse as `FILE:LINE:COLUMN[#INSTANCE]`.
-    #[error("location {0:?} is not of the form FILE:LINE:COLUMN[#INSTANCE]")]
+    /// A location that is not `MODULE@NAME[#INSTANCE]` (a name of 1 to 64 of
+    /// `[A-Za-z0-9_.-/]`) or `FILE:LINE:COLUMN[#INSTANCE]`.
+    #[error("location {0:?} is not of the form MODULE@NAME or FILE:LINE:COLUMN (each optionally followed by #INSTANCE)")]
     InvalidLocation(String),
-    /// Two different locations hash to the same state key.
-    #[error("state key collision: {first} and {second} hash to the same key")]
+    /// A state key that is not 32 hexadecimal digits.
+    #[error("a state key must be 32 hexadecimal digits")]
+    InvalidStateKey,
+    /// Two declarations with the same state key in one registry: the same named location
+    /// declared twice, an alias that is another slot's key, or (never seen) a hash collision.
+    #[error("state key collision: {first} and {second} have the same state key")]
     LocationCollision {
-        /// The location registered first.
+        /// The declaration registered first (with where it is declared, when known).
         first: String,
-        /// The location that collided with it.
+        /// The declaration that collided with it.
         second: String,
+    },
+    /// A slot declaration that cannot work (migrations out of order, an alias equal to the
+    /// slot's own location, sealing as a version the slot does not read).
+    #[error("slot {slot}: {problem}")]
+    InvalidSlot {
+        /// The slot's location.
+        slot: String,
+        /// What is wrong.
+        problem: String,
     },
     /// The operating system's random source failed.
     #[error("the operating system's random source failed")]
@@ -125,13 +139,20 @@ pub enum Reason {
     DuplicateKey,
     /// Authentic, but the payload does not deserialize into the requested type.
     InvalidPayload,
-    /// Authentic, but sealed with a schema version the handler no longer reads.
+    /// Authentic, but sealed with a schema version the handler no longer reads (older than
+    /// any version it migrates from), or a migration from it failed.
     Outdated,
+    /// Authentic, but sealed with a schema version newer than this build reads (a worker of
+    /// the previous release during a rolling deploy; see expand/contract in the README).
+    NewerSchema,
+    /// Authentic, but no declared slot (key or alias) claims its state key: the state was
+    /// renamed or removed without an alias. Counted and logged, never silently ignored.
+    Unclaimed,
 }
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 13] = [
         Reason::Malformed,
         Reason::UnsupportedVersion,
         Reason::UnknownKey,
@@ -143,6 +164,8 @@ impl Reason {
         Reason::DuplicateKey,
         Reason::InvalidPayload,
         Reason::Outdated,
+        Reason::NewerSchema,
+        Reason::Unclaimed,
     ];
 
     /// The stable kebab-case code, e.g. `bad-signature`.
@@ -160,6 +183,8 @@ impl Reason {
             Reason::DuplicateKey => "duplicate-key",
             Reason::InvalidPayload => "invalid-payload",
             Reason::Outdated => "outdated",
+            Reason::NewerSchema => "newer-schema",
+            Reason::Unclaimed => "unclaimed",
         }
     }
 

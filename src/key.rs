@@ -1,52 +1,151 @@
-//! State keys: which component an entry belongs to, as a keyed hash of its source location.
+//! State keys: which piece of state an entry belongs to, as a keyed hash of where that state
+//! is declared.
+//!
+//! A location has one of two forms:
+//!
+//! - **Named** (the default, [`state_key!("cart")`](crate::state_key)): the crate and module
+//!   path of the declaration (`module_path!()`) and a name chosen by its author. Adding lines
+//!   or comments, reordering items and reformatting never change it; renaming the state,
+//!   renaming its module or moving it to another module does (list the old location as an
+//!   alias of the slot, see [`SlotBuilder::alias`](crate::SlotBuilder::alias)).
+//! - **Source** ([`source_key!()`](crate::source_key)): `file!()`, `line!()`, `column!()`.
+//!   It changes with **every edit above the declaration**, so keep it for generated code
+//!   (and for frameworks whose own component paths are stable).
 //!
 //! ```text
 //! location_key = the configured location key, or
 //!                HMAC-SHA256(key = "state-recovery/v1/default-location-key", msg = namespace)
-//! StateKey     = first 16 bytes of HMAC-SHA256(location_key,
-//!                    PAE["state-recovery/v1/location", namespace]
-//!                  ‖ PAE[file, BE32(line), BE32(column), presence ‖ instance])
+//! named:  StateKey = first 16 bytes of HMAC-SHA256(location_key,
+//!                        PAE["state-recovery/v2/named-key", namespace]
+//!                      ‖ PAE[module, name, presence ‖ instance])
+//! source: StateKey = first 16 bytes of HMAC-SHA256(location_key,
+//!                        PAE["state-recovery/v1/location", namespace]
+//!                      ‖ PAE[file, BE32(line), BE32(column), presence ‖ instance])
 //! ```
 //! (`presence` is 0x00 without an instance, 0x01 with one; both PAE blocks are
-//! self-delimiting, so the concatenation is unambiguous.)
+//! self-delimiting, so each concatenation is unambiguous, and the two forms start with
+//! different labels, so a named key never equals a source key.)
 //!
-//! The key reveals no path to whoever does not hold the location key, is the same on every
-//! worker that shares the configuration, and does not depend on the peppers, so it survives
-//! their rotation.
+//! The key reveals no path or name to whoever does not hold the location key, is the same on
+//! every worker that shares the configuration, and does not depend on the peppers, so it
+//! survives their rotation.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
 use crate::error::ConfigError;
 use crate::mac::{self, HmacSha256};
 
 const LOCATION_LABEL: &[u8] = b"state-recovery/v1/location";
+const NAMED_LABEL: &[u8] = b"state-recovery/v2/named-key";
 const DEFAULT_LOCATION_KEY_LABEL: &[u8] = b"state-recovery/v1/default-location-key";
 
-/// The source location of a piece of component state, with an optional instance path for
-/// components that are rendered more than once (a list row, a tab).
-///
-/// Make one with [`state_key!`](crate::state_key) at the place the state is declared, or with
-/// [`Location::new`] from a framework's own component path.
+/// The longest name of a named location, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Whether `name` is a valid name for a named location: 1 to 64 bytes of
+/// `[A-Za-z0-9_.-/]`. [`state_key!`](crate::state_key) checks it at compile time.
+#[must_use]
+pub const fn is_valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    if b.is_empty() || b.len() > MAX_NAME_LEN {
+        return false;
+    }
+    let mut rest = b;
+    while let [c, tail @ ..] = rest {
+        let c = *c;
+        if !(c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'.' || c == b'/') {
+            return false;
+        }
+        rest = tail;
+    }
+    true
+}
+
+/// Whether `module` looks like a `module_path!()`: non-empty, at most 256 bytes, no `@`,
+/// `#`, whitespace or control characters.
+fn is_valid_module(module: &str) -> bool {
+    !module.is_empty()
+        && module.len() <= 256
+        && !module
+            .chars()
+            .any(|c| c == '@' || c == '#' || c.is_whitespace() || c.is_control())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Form {
+    Named {
+        module: Cow<'static, str>,
+        name: Cow<'static, str>,
+    },
+    Source {
+        file: Cow<'static, str>,
+        line: u32,
+        column: u32,
+    },
+}
+
+/// Where a piece of state is declared, with an optional instance path for components that are
+/// rendered more than once (a list row, a tab). Hashed into its [`StateKey`].
+///
+/// Make one with [`state_key!("name")`](crate::state_key) (named, survives edits), with
+/// [`source_key!()`](crate::source_key) (file, line and column: changes with every edit), or
+/// with [`Location::named`] / [`Location::new`] from a framework's own component paths.
+///
+/// Text form (the CLI, manifests, logs): `MODULE@NAME[#INSTANCE]` or
+/// `FILE:LINE:COLUMN[#INSTANCE]`. Equality and hashing ignore where a named location was
+/// declared ([`declared_at`](Self::declared_at)), which only serves error messages.
+#[derive(Debug, Clone)]
 pub struct Location {
-    file: Cow<'static, str>,
-    line: u32,
-    column: u32,
+    form: Form,
     instance: Option<String>,
+    declared_at: Option<&'static str>,
+}
+
+impl PartialEq for Location {
+    fn eq(&self, other: &Self) -> bool {
+        self.form == other.form && self.instance == other.instance
+    }
+}
+
+impl Eq for Location {}
+
+impl Hash for Location {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.form.hash(state);
+        self.instance.hash(state);
+    }
 }
 
 impl Location {
-    /// A location from its parts. `file` must not contain `#`.
+    /// A source location from its parts. `file` must not contain `#`. It changes whenever
+    /// code above it is edited: prefer [`Location::named`].
     #[must_use]
     pub fn new(file: impl Into<Cow<'static, str>>, line: u32, column: u32) -> Self {
         Self {
-            file: file.into(),
-            line,
-            column,
+            form: Form::Source {
+                file: file.into(),
+                line,
+                column,
+            },
             instance: None,
+            declared_at: None,
+        }
+    }
+
+    /// A named location: a module path (as `module_path!()` gives it, crate first) and a
+    /// name (see [`is_valid_name`]; a [`Registry`](crate::Registry) refuses invalid ones).
+    #[must_use]
+    pub fn named(module: impl Into<Cow<'static, str>>, name: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            form: Form::Named {
+                module: module.into(),
+                name: name.into(),
+            },
+            instance: None,
+            declared_at: None,
         }
     }
 
@@ -57,22 +156,63 @@ impl Location {
         self
     }
 
-    /// The file part.
+    /// Records where the declaration is (`file:line:column`), for error messages only: it is
+    /// not hashed. [`state_key!`](crate::state_key) sets it.
     #[must_use]
-    pub fn file(&self) -> &str {
-        &self.file
+    pub const fn declared_at(mut self, site: &'static str) -> Self {
+        self.declared_at = Some(site);
+        self
     }
 
-    /// The line part.
+    /// Whether this is a named location.
     #[must_use]
-    pub const fn line(&self) -> u32 {
-        self.line
+    pub const fn is_named(&self) -> bool {
+        matches!(self.form, Form::Named { .. })
     }
 
-    /// The column part.
+    /// The module path of a named location.
     #[must_use]
-    pub const fn column(&self) -> u32 {
-        self.column
+    pub fn module(&self) -> Option<&str> {
+        match &self.form {
+            Form::Named { module, .. } => Some(module),
+            Form::Source { .. } => None,
+        }
+    }
+
+    /// The name of a named location.
+    #[must_use]
+    pub fn name(&self) -> Option<&str> {
+        match &self.form {
+            Form::Named { name, .. } => Some(name),
+            Form::Source { .. } => None,
+        }
+    }
+
+    /// The file of a source location.
+    #[must_use]
+    pub fn file(&self) -> Option<&str> {
+        match &self.form {
+            Form::Source { file, .. } => Some(file),
+            Form::Named { .. } => None,
+        }
+    }
+
+    /// The line of a source location.
+    #[must_use]
+    pub const fn line(&self) -> Option<u32> {
+        match &self.form {
+            Form::Source { line, .. } => Some(*line),
+            Form::Named { .. } => None,
+        }
+    }
+
+    /// The column of a source location.
+    #[must_use]
+    pub const fn column(&self) -> Option<u32> {
+        match &self.form {
+            Form::Source { column, .. } => Some(*column),
+            Form::Named { .. } => None,
+        }
     }
 
     /// The instance path, if any.
@@ -80,11 +220,42 @@ impl Location {
     pub fn instance(&self) -> Option<&str> {
         self.instance.as_deref()
     }
+
+    /// Where the declaration is, if recorded (see [`declared_at`](Self::declared_at)).
+    #[must_use]
+    pub const fn site(&self) -> Option<&'static str> {
+        self.declared_at
+    }
+
+    /// Checks what a [`Registry`](crate::Registry) requires: a valid name and module, or a
+    /// non-empty file without `#`.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let ok = match &self.form {
+            Form::Named { module, name } => is_valid_name(name) && is_valid_module(module),
+            Form::Source { file, .. } => !file.is_empty() && !file.contains('#'),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(ConfigError::InvalidLocation(self.to_string()))
+        }
+    }
+
+    /// The location and, when known and different, where it is declared: for error messages.
+    pub(crate) fn described(&self) -> String {
+        match self.declared_at {
+            Some(site) if self.is_named() => format!("{self} (declared at {site})"),
+            _ => self.to_string(),
+        }
+    }
 }
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.column)?;
+        match &self.form {
+            Form::Named { module, name } => write!(f, "{module}@{name}")?,
+            Form::Source { file, line, column } => write!(f, "{file}:{line}:{column}")?,
+        }
         if let Some(i) = &self.instance {
             write!(f, "#{i}")?;
         }
@@ -95,45 +266,105 @@ impl fmt::Display for Location {
 impl FromStr for Location {
     type Err = ConfigError;
 
-    /// Parses `FILE:LINE:COLUMN[#INSTANCE]` (the file may itself contain `:`).
+    /// Parses `FILE:LINE:COLUMN[#INSTANCE]` (the file may itself contain `:`) or
+    /// `MODULE@NAME[#INSTANCE]`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || ConfigError::InvalidLocation(s.into());
         let (pos, instance) = match s.split_once('#') {
             Some((p, i)) => (p, Some(i.to_owned())),
             None => (s, None),
         };
-        let (rest, column) = pos.rsplit_once(':').ok_or_else(bad)?;
-        let (file, line) = rest.rsplit_once(':').ok_or_else(bad)?;
-        if file.is_empty() {
-            return Err(bad());
-        }
-        let num = |t: &str| -> Result<u32, ConfigError> {
-            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad());
+        let location = match parse_source(pos) {
+            Some(Ok(loc)) => loc,
+            Some(Err(())) => return Err(bad()),
+            None => {
+                let (module, name) = pos.rsplit_once('@').ok_or_else(bad)?;
+                Self::named(module.to_owned(), name.to_owned())
             }
-            t.parse().map_err(|_| bad())
         };
-        Ok(Self {
-            file: Cow::Owned(file.to_owned()),
-            line: num(line)?,
-            column: num(column)?,
+        let location = Self {
             instance,
-        })
+            ..location
+        };
+        location.validate().map_err(|_| bad())?;
+        Ok(location)
     }
 }
 
-/// The [`Location`] of the macro call: `file!()`, `line!()`, `column!()`, optionally with an
-/// instance path.
+/// `FILE:LINE:COLUMN`: `None` if the text does not end in two `:`-separated fields of digits
+/// (so it may be a named location), `Some(Err)` if it does but they are out of range.
+fn parse_source(pos: &str) -> Option<Result<Location, ()>> {
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let (rest, column) = pos.rsplit_once(':')?;
+    let (file, line) = rest.rsplit_once(':')?;
+    if !digits(line) || !digits(column) {
+        return None;
+    }
+    Some(match (line.parse(), column.parse()) {
+        (Ok(l), Ok(c)) if !file.is_empty() => Ok(Location::new(file.to_owned(), l, c)),
+        _ => Err(()),
+    })
+}
+
+/// The named [`Location`] of a piece of state: the calling module's `module_path!()` and a
+/// name, optionally with an instance path. The name is checked at compile time (1 to 64 of
+/// `[A-Za-z0-9_.-/]`). Edits, reordering and reformatting never change it; renaming the name
+/// or the module does (declare the old location as an alias).
 ///
 /// ```
 /// use state_recovery::{state_key, Location};
-/// let here: Location = state_key!();
-/// let row = state_key!(format!("todo/{}", 3));
-/// assert_eq!(row.instance(), Some("todo/3"));
-/// assert_eq!(here.file(), row.file());
+/// let cart: Location = state_key!("cart");
+/// assert_eq!(cart.name(), Some("cart"));
+/// assert_eq!(cart.module(), Some(module_path!()));
+/// let row = state_key!("todo", format!("row/{}", 3));
+/// assert_eq!(row.instance(), Some("row/3"));
+/// ```
+///
+/// An invalid name does not compile:
+///
+/// ```compile_fail
+/// let _ = state_recovery::state_key!("no spaces");
 /// ```
 #[macro_export]
 macro_rules! state_key {
+    () => {
+        ::core::compile_error!(
+            "state_key!() needs a name, e.g. state_key!(\"cart\"); for generated code, \
+             source_key!() hashes file:line:column (and changes with every edit)"
+        )
+    };
+    ($name:literal) => {{
+        const _: () = ::core::assert!(
+            $crate::key::is_valid_name($name),
+            "state_key!: a name is 1 to 64 of [A-Za-z0-9_.-/]"
+        );
+        $crate::Location::named(::core::module_path!(), $name).declared_at(::core::concat!(
+            ::core::file!(),
+            ":",
+            ::core::line!(),
+            ":",
+            ::core::column!()
+        ))
+    }};
+    ($name:literal, $instance:expr) => {
+        $crate::state_key!($name).with_instance($instance)
+    };
+}
+
+/// The source [`Location`] of the macro call: `file!()`, `line!()`, `column!()`, optionally
+/// with an instance path. **It changes whenever lines are added above it**, so state sealed
+/// by one build is not restored by the next: use it for generated code, and
+/// [`state_key!("name")`](crate::state_key) everywhere else.
+///
+/// ```
+/// use state_recovery::{source_key, Location};
+/// let here: Location = source_key!();
+/// assert_eq!(here.file(), Some(file!()));
+/// let row = source_key!(format!("todo/{}", 3));
+/// assert_eq!(row.instance(), Some("todo/3"));
+/// ```
+#[macro_export]
+macro_rules! source_key {
     () => {
         $crate::Location::new(::core::file!(), ::core::line!(), ::core::column!())
     };
@@ -209,14 +440,17 @@ impl fmt::Debug for StateKey {
 impl FromStr for StateKey {
     type Err = ConfigError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::from_hex(s).ok_or_else(|| ConfigError::InvalidLocation(s.into()))
+        Self::from_hex(s).ok_or(ConfigError::InvalidStateKey)
     }
 }
 
 /// Hashes locations into state keys. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct LocationHasher {
-    mac: HmacSha256,
+    /// The MAC state after `PAE[source label, namespace]`.
+    source: HmacSha256,
+    /// The MAC state after `PAE[named label, namespace]`.
+    named: HmacSha256,
 }
 
 impl LocationHasher {
@@ -230,100 +464,52 @@ impl LocationHasher {
                 &derived
             }
         };
-        let mut m = mac::keyed(key);
-        mac::pae_update(&mut m, &[&[LOCATION_LABEL], &[namespace]]);
-        Self { mac: m }
+        let prefixed = |label: &[u8]| {
+            let mut m = mac::keyed(key);
+            mac::pae_update(&mut m, &[&[label], &[namespace]]);
+            m
+        };
+        Self {
+            source: prefixed(LOCATION_LABEL),
+            named: prefixed(NAMED_LABEL),
+        }
     }
 
     pub(crate) fn key(&self, loc: &Location) -> StateKey {
-        let mut m = self.mac.clone();
         let (flag, inst): (&[u8], &[u8]) = match &loc.instance {
             None => (&[0], &[]),
             Some(i) => (&[1], i.as_bytes()),
         };
         // The label and namespace are already absorbed; these pieces continue the encoding.
-        mac::pae_update(
-            &mut m,
-            &[
-                &[loc.file.as_bytes()],
-                &[&loc.line.to_be_bytes()],
-                &[&loc.column.to_be_bytes()],
-                &[flag, inst],
-            ],
-        );
+        let m = match &loc.form {
+            Form::Named { module, name } => {
+                let mut m = self.named.clone();
+                mac::pae_update(
+                    &mut m,
+                    &[&[module.as_bytes()], &[name.as_bytes()], &[flag, inst]],
+                );
+                m
+            }
+            Form::Source { file, line, column } => {
+                let mut m = self.source.clone();
+                mac::pae_update(
+                    &mut m,
+                    &[
+                        &[file.as_bytes()],
+                        &[&line.to_be_bytes()],
+                        &[&column.to_be_bytes()],
+                        &[flag, inst],
+                    ],
+                );
+                m
+            }
+        };
         let full = hmac::Mac::finalize(m).into_bytes();
         let mut out = [0u8; 16];
         for (o, b) in out.iter_mut().zip(full.iter()) {
             *o = *b;
         }
         StateKey(out)
-    }
-}
-
-/// A set of registered locations that refuses two different locations with the same key.
-///
-/// Get one from [`Recovery::registry`](crate::Recovery::registry). Registering the same
-/// location twice returns the same key.
-pub struct Registry {
-    hasher: LocationHasher,
-    seen: HashMap<StateKey, Location>,
-}
-
-impl Registry {
-    pub(crate) fn new(hasher: LocationHasher) -> Self {
-        Self {
-            hasher,
-            seen: HashMap::new(),
-        }
-    }
-
-    /// Registers a location and returns its key.
-    ///
-    /// # Errors
-    /// [`ConfigError::LocationCollision`] if another location already has this key.
-    pub fn register(&mut self, location: &Location) -> Result<StateKey, ConfigError> {
-        let key = self.hasher.key(location);
-        self.insert(key, location)
-    }
-
-    fn insert(&mut self, key: StateKey, location: &Location) -> Result<StateKey, ConfigError> {
-        match self.seen.get(&key) {
-            Some(prev) if prev != location => Err(ConfigError::LocationCollision {
-                first: prev.to_string(),
-                second: location.to_string(),
-            }),
-            Some(_) => Ok(key),
-            None => {
-                self.seen.insert(key, location.clone());
-                Ok(key)
-            }
-        }
-    }
-
-    /// The location registered under `key`, if any.
-    #[must_use]
-    pub fn location(&self, key: &StateKey) -> Option<&Location> {
-        self.seen.get(key)
-    }
-
-    /// The number of registered locations.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.seen.len()
-    }
-
-    /// Whether nothing is registered.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
-    }
-}
-
-impl fmt::Debug for Registry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registry")
-            .field("locations", &self.seen.len())
-            .finish_non_exhaustive()
     }
 }
 
@@ -364,16 +550,69 @@ mod tests {
     }
 
     #[test]
+    fn named_keys_ignore_where_they_are_written() {
+        let h = hasher();
+        // The same name and module at two places (an "edit" moved it): the same key.
+        let a = Location::named("shop::cart", "items").declared_at("src/cart.rs:10:5");
+        let b = Location::named("shop::cart", "items").declared_at("src/cart.rs:42:13");
+        assert_eq!(a, b);
+        assert_eq!(h.key(&a), h.key(&b));
+        // Macro calls on different lines and columns agree too.
+        let (x, y) = (crate::state_key!("items"), {
+            // a comment and a blank line above
+
+            crate::state_key!("items")
+        });
+        assert_ne!(x.site(), y.site());
+        assert_eq!(h.key(&x), h.key(&y));
+        for other in [
+            Location::named("shop::cart", "item"),
+            Location::named("shop::carts", "items"),
+            Location::named("shop", "cart::items"),
+            a.clone().with_instance("1"),
+        ] {
+            assert_ne!(h.key(&a), h.key(&other), "{other}");
+        }
+        // A named key never equals the source key built from the same strings.
+        let confusable = Location::new("shop::cart", 0, 0);
+        assert_ne!(h.key(&a), h.key(&confusable));
+        assert_ne!(
+            h.key(&a),
+            LocationHasher::new(b"ns2", Some(&[9; 32])).key(&a)
+        );
+    }
+
+    #[test]
+    fn names_are_checked() {
+        for ok in ["cart", "a", "wizard.draft", "checkout/step-2", "A_b-9"] {
+            assert!(is_valid_name(ok), "{ok}");
+        }
+        let long = "x".repeat(MAX_NAME_LEN + 1);
+        for bad in ["", "no space", "a@b", "a#b", "é", "a:b", long.as_str()] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+        assert!(Location::named("m", "bad name").validate().is_err());
+        assert!(Location::named("", "ok").validate().is_err());
+        assert!(Location::named("m@x", "ok").validate().is_err());
+        assert!(Location::new("", 1, 1).validate().is_err());
+        assert!(Location::named("a::b", "ok").validate().is_ok());
+    }
+
+    #[test]
     fn location_text_round_trips() {
         for s in [
             "src/a.rs:1:2",
             "C:\\x\\a.rs:10:20",
             "a.rs:0:0#todo/3",
             "a:1:2#",
+            "demo::components@wizard",
+            "demo@todo#row/3",
+            "src/@types/x.rs:1:2",
         ] {
             let l: Location = s.parse().unwrap();
             assert_eq!(l.to_string(), s);
         }
+        assert!("demo::x@y".parse::<Location>().unwrap().is_named());
         for bad in [
             "",
             "a.rs",
@@ -383,6 +622,10 @@ mod tests {
             "a:-1:2",
             "a:99999999999:1",
             "a:+1:2",
+            "@name",
+            "module@",
+            "module@bad name",
+            "module@a:b",
         ] {
             assert!(bad.parse::<Location>().is_err(), "{bad}");
         }
@@ -396,20 +639,5 @@ mod tests {
         assert_eq!(StateKey::from_hex("ab"), None);
         assert_eq!(StateKey::from_hex(&"zz".repeat(16)), None);
         assert_eq!(StateKey::from_hex(&"é".repeat(16)), None);
-    }
-
-    #[test]
-    fn registry_detects_collisions() {
-        let mut r = Registry::new(hasher());
-        let a = crate::state_key!();
-        let b = crate::state_key!("x");
-        let ka = r.register(&a).unwrap();
-        assert_eq!(r.register(&a).unwrap(), ka);
-        assert_ne!(r.register(&b).unwrap(), ka);
-        // A forced collision: another location under an existing key.
-        let err = r.insert(ka, &b).unwrap_err();
-        assert!(matches!(err, ConfigError::LocationCollision { .. }));
-        assert_eq!(r.location(&ka), Some(&a));
-        assert_eq!(r.len(), 2);
     }
 }

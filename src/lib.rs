@@ -10,15 +10,21 @@
 //! (key id, time step) → base64url token → client. Inbound: bundle → size checks → token
 //! decode → key id → time window → MAC verify → JSON depth check → serde → handler.
 //! The modules mirror that path: [`key`] (state keys), [`secret`], [`otp`], [`mac`],
-//! [`token`], `seal`, `open`, [`bundle`]. Apart from that path, [`manifest`] lists an
-//! application's state keys and compares two releases' lists, for release checks.
+//! [`token`], `seal`, `open`, [`bundle`]. Around it: [`slot`] (typed slots with schema
+//! versions, migrations and aliases: the way to declare state), the [`Registry`] of every
+//! declared key and its [`manifest`] (for the release check `state-recovery keys diff`), and
+//! [`protocol`] (the server's messages and the per-connection [`RecoveryContext`]).
+//!
+//! Declare each piece of state once, as a [`Slot`] with a named key (module path + name, so
+//! it survives edits) — see [`slot`] for an example with a migration; the lower-level calls
+//! below are what a slot does for you.
 //!
 //! ```
 //! use state_recovery::{state_key, KeyId, KeyRing, ManualClock, Pepper, Recovery, Reason, Salt, Scope};
 //!
 //! let ring = KeyRing::single(KeyId::new("k1")?, Pepper::generate())?;
 //! let recovery = Recovery::builder(ring).clock(ManualClock::new(1_700_000_000)).build()?;
-//! let counter = recovery.state_key(&state_key!());
+//! let counter = recovery.state_key(&state_key!("counter"));
 //!
 //! // First connect: issue a salt; every change seals the component's entry.
 //! let salt = Salt::generate();
@@ -63,9 +69,12 @@ pub mod manifest;
 mod open;
 pub mod otp;
 mod payload;
+pub mod protocol;
 mod recovery;
+mod registry;
 mod seal;
 pub mod secret;
+pub mod slot;
 pub mod token;
 
 /// The README's examples, compiled and run as doctests.
@@ -76,15 +85,17 @@ struct ReadmeDoctests;
 pub use bundle::{bundle_json, Bundle, RawEntry, Rejected, Restored};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, Reason, Rejection, SealError};
-pub use key::{Location, Registry, StateKey};
+pub use key::{Location, StateKey};
 #[cfg(feature = "axum")]
 pub use layer::{
-    ClientInput, Recovered, RecoveryContext, RecoveryHandle, RecoverySession, RecoverySocket,
-    StateRecoveryLayer, StateUpdate,
+    ClientInput, Recovered, RecoveryHandle, RecoverySession, RecoverySocket, StateRecoveryLayer,
 };
 pub use manifest::Manifest;
 pub use open::Opened;
 pub use otp::OtpSettings;
+pub use protocol::{RecoveryContext, StateUpdate};
 pub use recovery::{Limits, Recovery, RecoveryBuilder, Scope};
+pub use registry::Registry;
 pub use secret::{KeyId, KeyRing, Pepper, Salt};
+pub use slot::{Fresh, Outcome, Slot, SlotBuilder};
 pub use token::{inspect, Inspected, Token};

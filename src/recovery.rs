@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
-use crate::key::{Location, LocationHasher, Registry, StateKey};
+use crate::key::{Location, LocationHasher, StateKey};
 use crate::otp::{OtpSettings, StepKeyCache};
 use crate::payload::SERDE_MAX_DEPTH;
+use crate::registry::Registry;
 use crate::secret::{KeyRing, Pepper, Salt};
 use crate::token;
 
@@ -199,10 +200,14 @@ impl Recovery {
         self.inner.hasher.key(location)
     }
 
-    /// A registry that refuses two locations with the same key.
+    /// An empty registry for this configuration's state keys: declare the application's
+    /// slots in it at start-up.
     #[must_use]
     pub fn registry(&self) -> Registry {
-        Registry::new(self.inner.hasher.clone())
+        Registry::new(
+            self.inner.hasher.clone(),
+            String::from_utf8_lossy(&self.inner.namespace).into_owned(),
+        )
     }
 
     /// The limits in force.

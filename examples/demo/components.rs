@@ -3,9 +3,9 @@
 
 use std::fmt::Write as _;
 
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use state_recovery::{state_key, ClientInput, Location};
+use state_recovery::ClientInput;
 
 /// What an event did to a component's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,14 +19,10 @@ pub(crate) enum Change {
     Render,
 }
 
-/// A stateful component of the page.
-pub(crate) trait Component: Serialize + DeserializeOwned + Default {
+/// A stateful component of the page. Its state is declared as a slot in `slots.rs`.
+pub(crate) trait Component: Send + Sync + 'static {
     /// Its element id on the page and name in events.
     const ID: &'static str;
-    /// The schema version of its state: bump it when the shape changes incompatibly.
-    const SCHEMA: u32;
-    /// Where its state is declared (hashed into its state key).
-    fn location() -> Location;
     /// Applies an event `{"action": ..., "value": ...}`.
     fn apply(&mut self, action: &str, value: &Value) -> Change;
     /// The component's HTML fragment.
@@ -73,11 +69,6 @@ pub(crate) struct Counter {
 
 impl Component for Counter {
     const ID: &'static str = "counter";
-    const SCHEMA: u32 = 1;
-
-    fn location() -> Location {
-        state_key!()
-    }
 
     fn apply(&mut self, action: &str, _value: &Value) -> Change {
         let before = self.count;
@@ -140,11 +131,6 @@ impl Todos {
 
 impl Component for Todos {
     const ID: &'static str = "todos";
-    const SCHEMA: u32 = 1;
-
-    fn location() -> Location {
-        state_key!()
-    }
 
     fn apply(&mut self, action: &str, value: &Value) -> Change {
         match action {
@@ -210,13 +196,40 @@ impl Component for Todos {
 
 // ---------------------------------------------------------------------------------------------
 
-/// A three-step form with a free-text draft.
+/// The wizard's state as schema version 1 sealed it (the first release of the demo).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WizardV1 {
+    pub(crate) step: u8,
+    pub(crate) name: String,
+    pub(crate) plan: String,
+    pub(crate) draft: String,
+}
+
+impl Default for WizardV1 {
+    fn default() -> Self {
+        let w = Wizard::default();
+        Self {
+            step: w.step,
+            name: w.name,
+            plan: w.plan,
+            draft: w.draft,
+        }
+    }
+}
+
+/// A three-step form with a free-text draft. Schema version 2 added `email` (shown only
+/// when the demo runs as version 2, `DEMO_SCHEMA=2`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Wizard {
     pub(crate) step: u8,
     pub(crate) name: String,
     pub(crate) plan: String,
     pub(crate) draft: String,
+    /// New in schema version 2.
+    pub(crate) email: String,
+    /// The schema version this worker runs (not state: it decides what is rendered).
+    #[serde(skip, default = "Wizard::current_schema")]
+    pub(crate) schema: u32,
 }
 
 impl Default for Wizard {
@@ -226,6 +239,34 @@ impl Default for Wizard {
             name: String::new(),
             plan: "basic".into(),
             draft: String::new(),
+            email: String::new(),
+            schema: Self::current_schema(),
+        }
+    }
+}
+
+impl From<WizardV1> for Wizard {
+    /// The migration from version 1: everything carries over, the e-mail starts empty.
+    fn from(v1: WizardV1) -> Self {
+        Self {
+            step: v1.step,
+            name: v1.name,
+            plan: v1.plan,
+            draft: v1.draft,
+            ..Self::default()
+        }
+    }
+}
+
+impl From<&Wizard> for WizardV1 {
+    /// What version 1 can hold of version 2 (the e-mail is dropped): for sealing as version
+    /// 1 while version-1 workers still serve clients, and for running as version 1.
+    fn from(w: &Wizard) -> Self {
+        Self {
+            step: w.step,
+            name: w.name.clone(),
+            plan: w.plan.clone(),
+            draft: w.draft.clone(),
         }
     }
 }
@@ -235,19 +276,26 @@ impl Wizard {
     pub(crate) const MAX_DRAFT: usize = 2000;
     /// The longest name, in characters.
     pub(crate) const MAX_NAME: usize = 100;
+    /// The longest e-mail address, in characters.
+    pub(crate) const MAX_EMAIL: usize = 254;
     const PLANS: [&'static str; 3] = ["basic", "team", "enterprise"];
 
+    /// The schema version this build of the demo runs as: `DEMO_SCHEMA` (1 or 2, default 1).
+    pub(crate) fn current_schema() -> u32 {
+        static SCHEMA: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        *SCHEMA.get_or_init(|| match std::env::var("DEMO_SCHEMA").as_deref() {
+            Ok("2") => 2,
+            _ => 1,
+        })
+    }
+
     fn set(&mut self, field: &str, value: &str) -> Change {
-        let slot = match field {
-            "name" => &mut self.name,
-            "draft" => &mut self.draft,
-            "plan" if Self::PLANS.contains(&value) => &mut self.plan,
+        let (slot, max) = match field {
+            "name" => (&mut self.name, Self::MAX_NAME),
+            "draft" => (&mut self.draft, Self::MAX_DRAFT),
+            "email" if self.schema >= 2 => (&mut self.email, Self::MAX_EMAIL),
+            "plan" if Self::PLANS.contains(&value) => (&mut self.plan, Self::MAX_NAME),
             _ => return Change::None,
-        };
-        let max = if field == "draft" {
-            Self::MAX_DRAFT
-        } else {
-            Self::MAX_NAME
         };
         let value = clean(value, max);
         if *slot == value {
@@ -260,17 +308,17 @@ impl Wizard {
 
 impl Component for Wizard {
     const ID: &'static str = "wizard";
-    const SCHEMA: u32 = 1;
-
-    fn location() -> Location {
-        state_key!()
-    }
 
     fn apply(&mut self, action: &str, value: &Value) -> Change {
         match action {
             "next" if self.step < 3 => self.step = self.step.saturating_add(1),
             "back" if self.step > 1 => self.step = self.step.saturating_sub(1),
-            "restart" => *self = Self::default(),
+            "restart" => {
+                *self = Self {
+                    schema: self.schema,
+                    ..Self::default()
+                }
+            }
             // {"field": "draft", "text": "..."}
             "set" => {
                 let field = value.get("field").and_then(Value::as_str).unwrap_or("");
@@ -290,7 +338,7 @@ impl Component for Wizard {
             return Change::None;
         };
         let mut changed = Change::None;
-        for field in ["name", "draft", "plan"] {
+        for field in ["name", "draft", "plan", "email"] {
             if let Some(v) = form.get(field) {
                 if self.set(field, v) != Change::None {
                     changed = Change::Render;
@@ -302,9 +350,10 @@ impl Component for Wizard {
 
     fn render(&self) -> String {
         let mut html = format!(
-            r#"<h2>Wizard <small data-step="{s}">step {s} of 3</small></h2>
+            r#"<h2 data-schema="{v}">Wizard <small data-step="{s}">step {s} of 3</small></h2>
 <form id="wizard-form" data-recover data-c="wizard" data-a="next" autocomplete="off">"#,
-            s = self.step
+            s = self.step,
+            v = self.schema,
         );
         // Every field stays in the form (hidden when not on its step) so the whole draft rides
         // along on reconnect.
@@ -315,6 +364,14 @@ impl Component for Wizard {
             h1 = hidden(1),
             name = escape(&self.name),
         );
+        if self.schema >= 2 {
+            let _ = write!(
+                html,
+                r#"<div{h1}><label>E-mail (new in version 2) <input name="email" id="wizard-email" data-set="email" value="{email}" maxlength="254"></label></div>"#,
+                h1 = hidden(1),
+                email = escape(&self.email),
+            );
+        }
         let _ = write!(html, r#"<div{}><p>Plan:</p>"#, hidden(2));
         for p in Self::PLANS {
             let _ = write!(

@@ -16,10 +16,14 @@
 //!
 //! Environment: `STATE_RECOVERY_KEYS` (the key ring; when unset, a development ring is created
 //! once in `.state-recovery-dev-keys`, with a warning), `BIND` (default `127.0.0.1`), `PORT`
-//! (default 3000), `WORKER_ID` (default random), `RUST_LOG`.
+//! (default 3000), `WORKER_ID` (default random), `RUST_LOG`, and for rolling deploys
+//! `DEMO_SCHEMA` (1 or 2: which release of the wizard's state this worker plays) and
+//! `DEMO_SEAL_AS=1` (a version-2 worker that still seals version 1). `--manifest` prints the
+//! key manifest (for `state-recovery keys diff`) and exits.
 
 mod components;
 mod keys;
+mod slots;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,13 +37,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use state_recovery::{
-    Recovered, Recovery, RecoveryContext, RecoverySession, RecoverySocket, StateKey,
-    StateRecoveryLayer,
-};
+use state_recovery::{Outcome, Recovered, RecoverySession, RecoverySocket, StateRecoveryLayer};
 use tracing_subscriber::EnvFilter;
 
 use components::{Change, Component, Counter, Todos, Wizard};
+use slots::{Slots, Store};
 
 const PAGE: &str = include_str!("page.html");
 /// The largest WebSocket message accepted: a reconnect bundle (1 MiB by default) plus input.
@@ -48,27 +50,7 @@ const MAX_MESSAGE: usize = 2 * 1024 * 1024;
 #[derive(Clone)]
 struct App {
     worker: Arc<str>,
-    keys: Keys,
-}
-
-/// The state keys of the three components (the same on every worker with this namespace).
-#[derive(Clone, Copy)]
-struct Keys {
-    counter: StateKey,
-    todos: StateKey,
-    wizard: StateKey,
-}
-
-impl Keys {
-    fn new(recovery: &Recovery) -> Result<Self, state_recovery::ConfigError> {
-        // A registry refuses two components with the same key.
-        let mut registry = recovery.registry();
-        Ok(Self {
-            counter: registry.register(&Counter::location())?,
-            todos: registry.register(&Todos::location())?,
-            wizard: registry.register(&Wizard::location())?,
-        })
-    }
+    slots: Arc<Slots>,
 }
 
 #[tokio::main]
@@ -85,13 +67,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder = builder.namespace("state-recovery-demo");
     }
     let recovery = builder.build()?;
+    // Every piece of state is declared once; the registry refuses two with the same key.
+    let mut registry = recovery.registry();
+    let slots = Slots::declare(&mut registry)?;
+    if std::env::args().any(|a| a == "--manifest") {
+        use std::io::Write as _;
+        std::io::stdout().write_all(registry.manifest().to_json().as_bytes())?;
+        return Ok(());
+    }
     let worker: Arc<str> = match std::env::var("WORKER_ID") {
         Ok(id) if !id.is_empty() && HeaderValue::from_str(&id).is_ok() => id.into(),
         _ => format!("w-{:04x}", rand::random::<u16>()).into(),
     };
     let app = App {
         worker: worker.clone(),
-        keys: Keys::new(&recovery)?,
+        slots: Arc::new(slots),
     };
 
     let worker_header = HeaderValue::from_str(&worker)?;
@@ -105,7 +95,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .route("/kill", post(kill))
         .with_state(app)
-        .layer(StateRecoveryLayer::new(recovery))
+        .layer(StateRecoveryLayer::new(recovery).with_registry(Arc::new(registry)))
         .layer(axum::middleware::map_response(move |mut res: Response| {
             let value = worker_header.clone();
             async move {
@@ -123,7 +113,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let listener = tokio::net::TcpListener::bind(addr).await?;
     eprintln!(
-        "worker {worker} listening on http://{}",
+        "worker {worker} (state schema {}) listening on http://{}",
+        Wizard::current_schema(),
         listener.local_addr()?
     );
     axum::serve(listener, router).await?;
@@ -146,16 +137,24 @@ async fn kill(State(app): State<App>) -> impl IntoResponse {
 /// `GET|POST /api/state`: the HTTP variant. Send the `State-Recovery` header (the JS client's
 /// `headerValue()`); get back what it restored.
 async fn snapshot(State(app): State<App>, recovered: Recovered) -> Json<Value> {
-    let k = app.keys;
-    let counter: Option<Counter> = recovered.get_schema(k.counter, Counter::SCHEMA);
-    let todos: Option<Todos> = recovered.get_schema(k.todos, Todos::SCHEMA);
-    let wizard: Option<Wizard> = recovered.get_schema(k.wizard, Wizard::SCHEMA);
+    let s = &app.slots;
+    let restored = recovered.restored();
+    let (counter, counter_outcome) = s.counter.restore(restored);
+    let (todos, todos_outcome) = s.todos.restore(restored);
+    let (wizard, wizard_outcome) = s.wizard.restore(restored);
+    let how = |o: &Outcome| format!("{o:?}");
     Json(json!({
         "worker": &*app.worker,
         "counter": counter,
         "todos": todos,
         "wizard": wizard,
+        "outcomes": {
+            "counter": how(&counter_outcome),
+            "todos": how(&todos_outcome),
+            "wizard": how(&wizard_outcome),
+        },
         "rejected": recovered.rejected().len(),
+        "unclaimed": recovered.unclaimed(),
     }))
 }
 
@@ -184,23 +183,24 @@ enum Incoming {
     Kill,
 }
 
-/// One component's state on this connection, with its state key.
-struct Slot<C> {
-    key: StateKey,
+/// One component on this connection: its state and where it is stored.
+struct Live<'a, C> {
+    store: &'a dyn Store<C>,
     state: C,
 }
 
-impl<C: Component> Slot<C> {
-    /// Restores the component from the reconnect bundle, or starts it fresh; then takes in the
-    /// page's (untrusted) form input. Returns whether the state must be sealed again.
-    fn recover(key: StateKey, session: &RecoverySession) -> (Self, bool) {
-        let restored: Option<C> = session.recovered().get_schema(key, C::SCHEMA);
-        let was_restored = restored.is_some();
-        let mut state = restored.unwrap_or_default();
+impl<'a, C: Component> Live<'a, C> {
+    /// Restores the component from the reconnect message, or starts it fresh; then takes in
+    /// the page's (untrusted) form input. Returns whether the state must be sealed again.
+    fn recover(store: &'a dyn Store<C>, session: &RecoverySession) -> (Self, bool) {
+        let (mut state, outcome) = store.restore(session.restored());
         let changed = state.absorb_input(session.input()) != Change::None;
-        // A restored entry is sealed again at once too: under the ring's current first key and
-        // the current time step, so it outlives the rotation of the key it came under.
-        (Self { key, state }, was_restored || changed)
+        // A restored entry is sealed again at once: under the current key and version, the
+        // ring's current first pepper and the current time step, so it outlives the rotation
+        // of the pepper it came under. A component that starts fresh because its entry was
+        // sealed by a newer release is not sealed until it changes, so the client keeps that
+        // entry for a worker that can read it.
+        (Self { store, state }, outcome.is_restored() || changed)
     }
 
     /// Applies an event and sends what changed: a new sealed entry, and a render.
@@ -220,11 +220,9 @@ impl<C: Component> Slot<C> {
         Ok(())
     }
 
-    /// Seals the state at the next revision and sends it to the page.
+    /// Seals the state (the slot picks the revision and version) and sends it to the page.
     async fn seal(&self, session: &mut RecoverySession) -> Result<(), axum::Error> {
-        let ctx: &RecoveryContext = session.context();
-        let rev = ctx.next_revision(self.key);
-        match ctx.seal(self.key, rev, C::SCHEMA, &self.state) {
+        match self.store.seal(session.context(), &self.state) {
             Ok(update) => session.send(update).await,
             // Over a size limit, say: the page keeps working, this state just won't survive.
             Err(e) => {
@@ -252,10 +250,10 @@ async fn live(app: App, mut session: RecoverySession) -> Result<(), axum::Error>
         .send(Message::Text(hello.to_string().into()))
         .await?;
 
-    let k = app.keys;
-    let (mut counter, c1) = Slot::<Counter>::recover(k.counter, &session);
-    let (mut todos, c2) = Slot::<Todos>::recover(k.todos, &session);
-    let (mut wizard, c3) = Slot::<Wizard>::recover(k.wizard, &session);
+    let s = &*app.slots;
+    let (mut counter, c1) = Live::<Counter>::recover(&s.counter, &session);
+    let (mut todos, c2) = Live::<Todos>::recover(&s.todos, &session);
+    let (mut wizard, c3) = Live::<Wizard>::recover(&*s.wizard, &session);
     if c1 {
         counter.seal(&mut session).await?;
     }

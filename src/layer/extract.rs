@@ -11,12 +11,12 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::client_input::ClientInput;
-use super::context::RecoveryContext;
 use super::handle::{MissingLayer, RecoveryHandle};
-use super::message::{RecoveredMessage, ServerMessage};
 use crate::bundle::{Rejected, Restored};
 use crate::error::Reason;
 use crate::key::StateKey;
+use crate::protocol::RecoveryContext;
+use crate::protocol::{RecoveredMessage, ServerMessage};
 
 /// The request header carrying the reconnect message as unpadded base64url JSON.
 pub const HEADER: &str = "state-recovery";
@@ -41,6 +41,7 @@ pub struct Recovered {
     context: RecoveryContext,
     rejection: Option<Reason>,
     body: Option<Bytes>,
+    pub(crate) unclaimed: usize,
 }
 
 impl std::fmt::Debug for Recovered {
@@ -52,6 +53,7 @@ impl std::fmt::Debug for Recovered {
             .field("context", &self.context)
             .field("rejection", &self.rejection)
             .field("body_len", &self.body.as_ref().map(Bytes::len))
+            .field("unclaimed", &self.unclaimed)
             .finish()
     }
 }
@@ -69,6 +71,7 @@ impl Recovered {
             context,
             rejection,
             body: None,
+            unclaimed: 0,
         }
     }
 
@@ -97,6 +100,13 @@ impl Recovered {
     #[must_use]
     pub fn rejected(&self) -> &[Rejected] {
         self.restored.rejected()
+    }
+
+    /// How many verified entries no declared slot claims (counted only when the layer has
+    /// a registry, [`StateRecoveryLayer::with_registry`](super::StateRecoveryLayer::with_registry)).
+    #[must_use]
+    pub const fn unclaimed(&self) -> usize {
+        self.unclaimed
     }
 
     /// Why the whole message was refused (`malformed` or `too-large`), if it was.

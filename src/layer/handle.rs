@@ -13,11 +13,11 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use super::client_input::ClientInput;
-use super::context::RecoveryContext;
 use super::extract::Recovered;
 use super::layer::Config;
 use crate::bundle::{Bundle, Rejected, Restored};
 use crate::error::Reason;
+use crate::protocol::RecoveryContext;
 use crate::recovery::{Recovery, Scope};
 
 /// What [`StateRecoveryLayer`](super::StateRecoveryLayer) gives each request: the
@@ -109,13 +109,21 @@ impl RecoveryHandle {
         for entry in restored.accepted() {
             context.observe_revision(entry.key, entry.revision);
         }
+        let unclaimed = self
+            .config
+            .registry
+            .as_ref()
+            .map_or(0, |r| r.report_unclaimed(&restored));
         tracing::debug!(
             target: "state_recovery",
             restored = restored.len(),
             rejected = restored.rejected().len(),
+            unclaimed,
             "reconnect bundle opened"
         );
-        Recovered::new(restored, input, context, None)
+        let mut recovered = Recovered::new(restored, input, context, None);
+        recovered.unclaimed = unclaimed;
+        recovered
     }
 
     /// A new client: fresh salt, nothing restored.

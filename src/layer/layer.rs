@@ -10,6 +10,7 @@ use tower::Layer;
 use super::client_input::InputLimits;
 use super::service::StateRecoveryService;
 use crate::recovery::Recovery;
+use crate::registry::Registry;
 
 /// Reads the authenticated subject (user id) from a request.
 pub(crate) type SubjectFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
@@ -22,6 +23,7 @@ pub(crate) struct Config {
     pub(crate) subject: Option<Arc<SubjectFn>>,
     pub(crate) input_limits: InputLimits,
     pub(crate) first_message_timeout: Duration,
+    pub(crate) registry: Option<Arc<Registry>>,
 }
 
 /// Installs state recovery on an axum `Router`: puts a
@@ -45,6 +47,7 @@ impl fmt::Debug for StateRecoveryLayer {
             .field("subject", &c.subject.is_some())
             .field("input_limits", &c.input_limits)
             .field("first_message_timeout", &c.first_message_timeout)
+            .field("registry", &c.registry)
             .finish()
     }
 }
@@ -64,6 +67,7 @@ impl StateRecoveryLayer {
                 subject: None,
                 input_limits: InputLimits::default(),
                 first_message_timeout: Self::DEFAULT_FIRST_MESSAGE_TIMEOUT,
+                registry: None,
             }),
         }
     }
@@ -103,6 +107,14 @@ impl StateRecoveryLayer {
     /// the client as new.
     pub fn with_first_message_timeout(self, timeout: Duration) -> Self {
         self.map(|c| c.first_message_timeout = timeout)
+    }
+
+    /// The application's declared slots: every reconnect message is then checked for
+    /// verified entries that no slot claims, which are counted
+    /// ([`Recovered::unclaimed`](super::Recovered::unclaimed)) and logged with the reason
+    /// `unclaimed` (state renamed or removed without an alias).
+    pub fn with_registry(self, registry: Arc<Registry>) -> Self {
+        self.map(|c| c.registry = Some(registry))
     }
 
     /// The recovery.

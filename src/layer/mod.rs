@@ -3,28 +3,30 @@
 //! `/state-recovery.js`.
 //!
 //! ```no_run
+//! use std::sync::Arc;
 //! use axum::{routing::get, Router};
 //! use state_recovery::layer::{Recovered, RecoverySession, RecoverySocket, StateRecoveryLayer};
-//! use state_recovery::{state_key, RecoveryBuilder};
+//! use state_recovery::{state_key, RecoveryBuilder, Slot};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let recovery = RecoveryBuilder::from_env()?.build()?;
-//! let counter = recovery.state_key(&state_key!());
+//! let mut registry = recovery.registry();
+//! let counter: Slot<u64> = Slot::declare(state_key!("counter")).register(&mut registry)?;
+//! let page_counter = counter.clone();
 //! let app = Router::new()
 //!     .route("/ws", get(move |ws: RecoverySocket| async move {
 //!         ws.on_upgrade(move |mut session: RecoverySession| async move {
-//!             let n: u64 = session.recovered().get(counter).unwrap_or(0);
-//!             let rev = session.context().next_revision(counter);
-//!             if let Ok(update) = session.context().seal(counter, rev, 1, &n) {
+//!             let (n, _outcome) = counter.restore(session.restored());
+//!             if let Ok(update) = counter.seal(session.context(), &(n + 1)) {
 //!                 let _ = session.send(update).await;
 //!             }
 //!             // ... go on with session.socket_mut() ...
 //!         })
 //!     }))
 //!     .route("/page", get(move |r: Recovered| async move {
-//!         format!("count: {}", r.get::<u64>(counter).unwrap_or(0))
+//!         format!("count: {}", page_counter.restore(r.restored()).0)
 //!     }))
-//!     .layer(StateRecoveryLayer::new(recovery));
+//!     .layer(StateRecoveryLayer::new(recovery).with_registry(Arc::new(registry)));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }
@@ -75,15 +77,14 @@
 //!
 //! ```no_run
 //! use state_recovery::layer::RecoveryHandle;
-//! use state_recovery::StateKey;
+//! use state_recovery::Slot;
 //!
-//! fn on_connect(handle: &RecoveryHandle, first: Option<&[u8]>, key: StateKey) -> Vec<String> {
+//! fn on_connect(handle: &RecoveryHandle, first: Option<&[u8]>, slot: &Slot<Vec<String>>) -> Vec<String> {
 //!     let recovered = handle.recover(first); // never fails; logs every rejection
 //!     let mut out: Vec<String> = recovered.messages().iter().map(|m| m.to_json()).collect();
 //!     let form = recovered.input().form("signup"); // untrusted: validate before use
-//!     let value: Vec<String> = recovered.get(key).unwrap_or_default();
-//!     let ctx = recovered.context();
-//!     if let Ok(update) = ctx.seal(key, ctx.next_revision(key), 1, &value) {
+//!     let (value, _outcome) = slot.restore(recovered.restored());
+//!     if let Ok(update) = slot.seal(recovered.context(), &value) {
 //!         out.push(update.to_json()); // send as {"type":"state",...}
 //!     }
 //!     out
@@ -91,20 +92,18 @@
 //! ```
 
 mod client_input;
-mod context;
 mod extract;
 mod handle;
 #[allow(clippy::module_inception)]
 mod layer;
-mod message;
 mod service;
 mod ws;
 
+pub use crate::protocol::RecoveryContext;
+pub use crate::protocol::{RecoveredMessage, SaltMessage, ServerMessage, StateUpdate};
 pub use client_input::{ClientInput, FormInput, InputError, InputLimits};
-pub use context::RecoveryContext;
 pub use extract::{Recovered, BODY_FIELD, HEADER};
 pub use handle::{MissingLayer, RecoveryHandle};
 pub use layer::StateRecoveryLayer;
-pub use message::{RecoveredMessage, SaltMessage, ServerMessage, StateUpdate};
 pub use service::{ResponseFuture, StateRecoveryService, CLIENT_JS};
 pub use ws::{RecoverySession, RecoverySocket};

@@ -9,12 +9,12 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
 use super::client_input::ClientInput;
-use super::context::RecoveryContext;
 use super::extract::Recovered;
 use super::handle::{envelope, MissingLayer, RecoveryHandle};
-use super::message::ServerMessage;
 use crate::bundle::Restored;
 use crate::error::Reason;
+use crate::protocol::RecoveryContext;
+use crate::protocol::ServerMessage;
 
 /// Extracts a WebSocket upgrade with state recovery: see [`on_upgrade`](Self::on_upgrade).
 /// Its rejection is the `WebSocketUpgrade` rejection, or a 500 if the layer is missing.

@@ -290,3 +290,43 @@ fn sealed_token_matches_the_documented_construction() {
         .open::<serde_json::Value>(&Scope::new(&salt), TOKEN)
         .is_err());
 }
+
+/// The named state key (key derivation v2, src/key.rs) recomputed from its documented
+/// construction: HMAC-SHA256 keyed with the location key over PAE[label, namespace] followed
+/// by PAE[module, name, presence ‖ instance], first 16 bytes. The file, line and column of
+/// the declaration take no part.
+#[test]
+fn named_state_key_follows_the_documented_construction() {
+    let ring = KeyRing::single(
+        KeyId::new(KEY_ID).unwrap(),
+        Pepper::from_base64(PEPPER).unwrap(),
+    )
+    .unwrap();
+    let recovery = Recovery::builder(ring)
+        .namespace(NAMESPACE)
+        .build()
+        .unwrap();
+    let location_key = h(
+        b"state-recovery/v1/default-location-key",
+        NAMESPACE.as_bytes(),
+    );
+    let expect = |module: &str, name: &str, instance: Option<&str>| {
+        let mut input = pae_here(&[b"state-recovery/v2/named-key", NAMESPACE.as_bytes()]);
+        let presence: Vec<u8> = match instance {
+            None => vec![0],
+            Some(i) => [&[1u8][..], i.as_bytes()].concat(),
+        };
+        input.extend(pae_here(&[module.as_bytes(), name.as_bytes(), &presence]));
+        h(&location_key, &input)[..16].to_vec()
+    };
+    let plain = Location::named("shop::cart", "items").declared_at("src/cart.rs:3:1");
+    assert_eq!(
+        recovery.state_key(&plain).as_bytes().to_vec(),
+        expect("shop::cart", "items", None)
+    );
+    let row = Location::named("shop::cart", "items").with_instance("row/3");
+    assert_eq!(
+        recovery.state_key(&row).as_bytes().to_vec(),
+        expect("shop::cart", "items", Some("row/3"))
+    );
+}

@@ -733,3 +733,47 @@ async fn websocket_oversized_first_message_is_too_large() {
     let state = recv_json(&mut c).await;
     assert_eq!(state["rev"], 1);
 }
+
+/// With the application's registry, verified entries that no declared slot claims are
+/// counted (and logged as `unclaimed`); claimed ones, including under an alias, are not.
+#[tokio::test]
+async fn the_layer_counts_unclaimed_entries_with_a_registry() {
+    let (r, _) = recovery();
+    let mut registry = r.registry();
+    let counter: state_recovery::Slot<u32> =
+        state_recovery::Slot::declare(state_recovery::state_key!("counter"))
+            .alias(Location::new("app.rs", 1, 1))
+            .register(&mut registry)
+            .unwrap();
+    let registry = std::sync::Arc::new(registry);
+    let s = salt(3);
+    let k = keys(&r);
+    let old = seal(&r, &s, k.counter, 4, &7u32); // under the alias
+    let gone = seal(&r, &s, k.note, 2, &"removed state");
+    let router = Router::new()
+        .route(
+            "/count",
+            get(move |rec: Recovered| async move {
+                let (value, outcome) = counter.restore(rec.restored());
+                Json(json!({
+                    "unclaimed": rec.unclaimed(),
+                    "value": value,
+                    "alias": matches!(outcome, state_recovery::Outcome::Restored { alias: true, .. }),
+                }))
+            }),
+        )
+        .layer(StateRecoveryLayer::new(r.clone()).with_registry(registry.clone()));
+    let msg = message(Some(&s), &[old.as_str(), gone.as_str()]);
+    let (status, v) = send(&router, with_header("/count", &msg)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v, json!({"unclaimed": 1, "value": 7, "alias": true}));
+    // Without a registry in the layer, nothing is counted.
+    let plain = Router::new()
+        .route(
+            "/count",
+            get(|rec: Recovered| async move { Json(json!(rec.unclaimed())) }),
+        )
+        .layer(StateRecoveryLayer::new(r));
+    let (_, v) = send(&plain, with_header("/count", &msg)).await;
+    assert_eq!(v, json!(0));
+}

@@ -21,4 +21,5 @@ mod layer;
 mod reconnect;
 mod regressions;
 mod roundtrip;
+mod slots;
 mod vectors;

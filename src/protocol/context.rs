@@ -72,8 +72,7 @@ impl RecoveryContext {
         schema: u32,
         value: &T,
     ) -> Result<StateUpdate, SealError> {
-        let scope = Scope::new(&self.salt).with_optional_subject(self.subject.as_deref());
-        let token = self.recovery.seal(&scope, key, rev, schema, value)?;
+        let token = self.recovery.seal(&self.scope(), key, rev, schema, value)?;
         self.observe_revision(key, rev);
         Ok(StateUpdate::new(key, rev, token))
     }
@@ -105,6 +104,13 @@ impl RecoveryContext {
         let mut table = self.table();
         let slot = table.entry(key).or_insert(rev);
         *slot = (*slot).max(rev);
+    }
+
+    /// Whose entries these are: the salt and subject, for [`Recovery::open_entries`] and
+    /// friends.
+    #[must_use]
+    pub fn scope(&self) -> Scope<'_> {
+        Scope::new(&self.salt).with_optional_subject(self.subject.as_deref())
     }
 
     /// The client's salt.
