@@ -12,6 +12,7 @@
 //! | `seal_open_roundtrip` | [`seal_open_roundtrip`] | open(seal(x)) = x, bound to location and scope |
 //! | `model` | [`model`] | operation sequences against a model that predicts every outcome |
 //! | `client_input` | `client_input` (feature `axum`) | untrusted form input: bounded, total |
+//! | `manifest` | [`manifest`] | key manifests and location texts: total; what parses re-parses the same |
 // Fuzz entry points report a broken property by panicking; that is their purpose.
 // Indices are reduced modulo the lengths they index and counters are tiny.
 #![allow(
@@ -459,5 +460,27 @@ pub fn client_input(data: &[u8]) {
     );
     if let Ok(restored) = r.open_bundle(None, data) {
         assert!(restored.is_empty(), "client input restored signed state");
+    }
+}
+
+/// Key manifests (`state-recovery keys diff` input) and location texts (`--location`): never
+/// a panic; a manifest that parses writes and re-parses to itself and has no breaking
+/// difference from itself; a location that parses prints and re-parses to itself.
+pub fn manifest(data: &[u8]) {
+    use crate::manifest::{diff, DiffOptions, Manifest};
+
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(m) = Manifest::parse(text) {
+        let again = Manifest::parse(&m.to_json()).expect("a written manifest parses");
+        assert_eq!(Manifest::parse(&again.to_json()).as_ref(), Ok(&again));
+        assert!(!diff(&m, &m, DiffOptions::default()).is_breaking());
+    }
+    for line in text.lines().take(16) {
+        if let Ok(loc) = line.parse::<Location>() {
+            let shown = loc.to_string();
+            assert_eq!(shown.parse::<Location>().as_ref(), Ok(&loc), "{line:?}");
+        }
     }
 }

@@ -57,7 +57,7 @@ enum Command {
     Seal {
         #[command(flatten)]
         scope: ScopeArgs,
-        /// Source location the state belongs to: FILE:LINE:COLUMN[#INSTANCE].
+        /// Where the state is declared: MODULE@NAME[#INSTANCE] (a named key) or FILE:LINE:COLUMN[#INSTANCE].
         #[arg(long)]
         location: String,
         /// Revision of the entry.
@@ -71,7 +71,7 @@ enum Command {
     Open {
         #[command(flatten)]
         scope: ScopeArgs,
-        /// Only accept tokens sealed for this location (FILE:LINE:COLUMN[#INSTANCE]).
+        /// Only accept tokens sealed for this location (MODULE@NAME or FILE:LINE:COLUMN, optionally #INSTANCE).
         #[arg(long)]
         location: Option<String>,
     },

@@ -936,3 +936,37 @@ fn keys_diff_json_lines_parse() {
         "3 keys in OLD, 3 in NEW: 2 breaking, 2 informational"
     );
 }
+
+#[test]
+fn named_locations_seal_and_open_by_name() {
+    let salt = salt_text(1);
+    let now = NOW.to_string();
+    let named = "shop::cart@items";
+    let sealed = run_env(
+        &["seal", "--salt", &salt, "--location", named, "--now", &now],
+        &env(&ring_spec()),
+        b"[1,2]",
+    );
+    assert_eq!(sealed.code, 0, "{}", sealed.stderr);
+    let token = sealed.stdout.trim().to_owned();
+    let open_for = |loc: &str| {
+        run_env(
+            &["open", "--salt", &salt, "--location", loc, "--now", &now],
+            &env(&ring_spec()),
+            format!("{token}\n").as_bytes(),
+        )
+    };
+    assert_eq!(open_for(named).outcomes(), ["ok"]);
+    // The same name in another module, or the source form of the same text: another key.
+    assert_eq!(open_for("shop::other@items").outcomes(), ["wrong-location"]);
+    assert_eq!(open_for("shop::cart:1:1").outcomes(), ["wrong-location"]);
+    // Names outside the allowed characters are usage errors.
+    for bad in ["shop@bad name", "shop@", "@items", "shop@a:b"] {
+        run_env(
+            &["seal", "--salt", &salt, "--location", bad, "--now", &now],
+            &env(&ring_spec()),
+            b"1",
+        )
+        .assert_fatal(&[]);
+    }
+}
