@@ -11,6 +11,15 @@
 #   CLUSTER_DIR          working directory (config, logs, w<i>.pid); default: a new mktemp -d
 #   DEMO_BIN             the demo binary (default: built with `cargo build --example demo`)
 # Ctrl-C (or any exit) stops everything this script started.
+#
+# Per-worker settings (for rolling deploys): each time worker i is (re)started, if
+# $CLUSTER_DIR/w<i>.env exists, its KEY=VALUE lines are passed to that worker on top of the
+# environment this script was started with. Only DEMO_SCHEMA (1 or 2), DEMO_SEAL_AS (0 or 1)
+# and RUST_LOG are allowed; blank lines and lines starting with # are skipped; values are taken
+# literally (no quotes, no expansion). Anything else is an error: the worker is not started, the
+# error goes to stderr and w<i>.log, and the whole cluster stops (exit status 2). So, with
+# RESPAWN=1, a new release is rolled out worker by worker by writing w<i>.env (write a temp file
+# and rename it) and then sending the worker SIGTERM; deleting the file brings back the defaults.
 set -euo pipefail
 
 n=${1:-3}
@@ -72,11 +81,42 @@ if [[ -z ${STATE_RECOVERY_KEYS:-} ]]; then
 fi
 export STATE_RECOVERY_KEYS
 
+# The settings in w<i>.env (see the header) as NAME=VALUE words, one per line on stdout.
+worker_settings() {
+  local file=$1 line n=0 key value
+  [[ -f $file ]] || return 0
+  while IFS= read -r line || [[ -n $line ]]; do
+    n=$((n + 1))
+    line=${line%$'\r'}
+    [[ $line =~ ^[[:space:]]*(#.*)?$ ]] && continue
+    if [[ ! $line =~ ^([A-Z_]+)=(.*)$ ]]; then
+      echo "$file:$n: not a KEY=VALUE line: $line" >&2; return 1
+    fi
+    key=${BASH_REMATCH[1]} value=${BASH_REMATCH[2]}
+    case $key in
+      DEMO_SCHEMA) [[ $value =~ ^[12]$ ]] || { echo "$file:$n: DEMO_SCHEMA must be 1 or 2, not '$value'" >&2; return 1; } ;;
+      DEMO_SEAL_AS) [[ $value =~ ^[01]?$ ]] || { echo "$file:$n: DEMO_SEAL_AS must be 0 or 1, not '$value'" >&2; return 1; } ;;
+      RUST_LOG) [[ $value =~ ^[[:print:]]*$ ]] || { echo "$file:$n: RUST_LOG has control characters" >&2; return 1; } ;;
+      *) echo "$file:$n: $key is not allowed (only DEMO_SCHEMA, DEMO_SEAL_AS, RUST_LOG)" >&2; return 1 ;;
+    esac
+    printf '%s=%s\n' "$key" "$value"
+  done <"$file"
+}
+
 # Workers, each under a small supervisor loop when RESPAWN=1.
+main_pid=$$
+trap 'echo "cluster: stopping: invalid per-worker settings (see above)" >&2; exit 2' USR1
 run_worker() {
-  local i=$1 wport=$((base + $1))
+  local i=$1 wport=$((base + $1)) settings
   while :; do
-    WORKER_ID="w$i" PORT=$wport BIND=127.0.0.1 "$bin" >>"$dir/w$i.log" 2>&1 &
+    local extra=()
+    if ! settings=$(worker_settings "$dir/w$i.env" 2>&1); then
+      echo "w$i not started: $settings" | tee -a "$dir/w$i.log" >&2
+      kill -USR1 "$main_pid" 2>/dev/null || true
+      exit 2
+    fi
+    [[ -n $settings ]] && mapfile -t extra <<<"$settings"
+    env ${extra[@]+"${extra[@]}"} WORKER_ID="w$i" PORT=$wport BIND=127.0.0.1 "$bin" >>"$dir/w$i.log" 2>&1 &
     local wpid=$!
     echo "$wpid" >"$dir/w$i.pid"
     wait "$wpid" || true
