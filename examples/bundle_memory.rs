@@ -8,7 +8,7 @@
 
 use peak_alloc::PeakAlloc;
 use serde::Serialize;
-use state_recovery::{bundle_json, KeyId, KeyRing, Location, Pepper, Recovery, Salt, Scope};
+use state_recovery::{reconnect_message, KeyId, KeyRing, Location, Pepper, Recovery, Salt, Scope};
 
 #[global_allocator]
 static HEAP: PeakAlloc = PeakAlloc;
@@ -60,7 +60,7 @@ fn main() {
                 r.seal(&scope, key, 1, 1, &value).unwrap().into_string()
             })
             .collect();
-        let json = bundle_json(&salt, tokens.iter().map(String::as_str)).into_bytes();
+        let json = reconnect_message(&salt, tokens.iter().map(String::as_str)).into_bytes();
         // Warm the step-key cache so its one-time entry is not counted.
         drop(r.open_bundle(Some("user-42"), &json).unwrap());
         let before = HEAP.current_usage();

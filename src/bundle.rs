@@ -1,7 +1,8 @@
 //! Reconnect bundles: the salt and every token a client holds, opened entry by entry.
 //!
-//! Wire form (JSON): `{"salt":"<22 chars>","entries":["<token>", ...]}`. Other fields are
-//! ignored here (client input rides along and is read by its own, untrusted, path).
+//! Wire form (JSON): `{"salt":"<22 chars>","entries":["<token>", ...]}`, the signed part of
+//! the reconnect message (`{"type":"recover",...}`, see [`protocol`](crate::protocol)). Other
+//! fields are ignored here (client input rides along and is read by its own, untrusted, path).
 //! The bundle's byte size is checked before parsing, and the entry count while parsing, so a
 //! hostile bundle never allocates more than the caps allow and never reaches a MAC.
 
@@ -32,6 +33,10 @@ pub struct Rejected {
     /// (the MAC passed) when the reason is `duplicate-key`, `invalid-payload`, or a
     /// `too-large`/`malformed` that came from the payload's JSON; otherwise only claimed.
     pub claimed_key: Option<StateKey>,
+    /// The revision the token claims, under the same terms as `claimed_key`. A
+    /// [`RecoveryContext`](crate::RecoveryContext) continues revisions above it, so the next
+    /// update for that key is one the client keeps.
+    pub claimed_revision: Option<u64>,
     /// Why.
     pub reason: Reason,
 }
@@ -41,6 +46,8 @@ pub struct Rejected {
 #[derive(Debug, Default)]
 pub struct Restored {
     accepted: BTreeMap<StateKey, RawEntry>,
+    /// Where each accepted entry was in the bundle.
+    positions: BTreeMap<StateKey, usize>,
     rejected: Vec<Rejected>,
 }
 
@@ -61,6 +68,7 @@ impl Restored {
             revision: e.revision,
             schema: e.schema,
             step: e.step,
+            primary: e.primary,
             value,
         }))
     }
@@ -85,6 +93,12 @@ impl Restored {
     #[must_use]
     pub fn raw(&self, key: &StateKey) -> Option<&RawEntry> {
         self.accepted.get(key)
+    }
+
+    /// The position in the bundle of the accepted entry for `key`.
+    #[must_use]
+    pub fn index_of(&self, key: &StateKey) -> Option<usize> {
+        self.positions.get(key).copied()
     }
 
     /// Accepted entries, by state key.
@@ -116,14 +130,18 @@ impl Restored {
 pub struct Bundle<'a> {
     salt: Salt,
     entries: Vec<Cow<'a, str>>,
+    /// Tokens past the entry cap: skipped unread, each rejected as `too-large`.
+    overflow: usize,
 }
 
 impl<'a> Bundle<'a> {
     /// Parses the JSON wire form under `limits`: the byte size first, then the salt and at
     /// most `max_entries` tokens (strings only; each later checked against the token cap).
+    /// Tokens past the entry cap are skipped unread and each rejected as `too-large`: a
+    /// client with too many entries loses the newest extras, never all of them.
     ///
     /// # Errors
-    /// `too-large` over the byte or entry cap; `malformed` for anything that is not a bundle
+    /// `too-large` over the byte cap; `malformed` for anything that is not a bundle
     /// (including a bad salt).
     pub fn parse(json: &'a [u8], limits: &crate::Limits) -> Result<Self, Rejection> {
         if json.len() > limits.max_bundle_bytes() {
@@ -133,18 +151,56 @@ impl<'a> Bundle<'a> {
         let seed = BundleSeed {
             max_entries: limits.max_entries(),
         };
-        let wire = seed.deserialize(&mut de).map_err(|e| {
-            Rejection::new(if e.to_string().starts_with(TOO_MANY) {
-                Reason::TooLarge
-            } else {
-                Reason::Malformed
-            })
-        })?;
+        let wire = seed
+            .deserialize(&mut de)
+            .map_err(|_| Rejection::new(Reason::Malformed))?;
         de.end().map_err(|_| Rejection::new(Reason::Malformed))?;
-        let salt = Salt::decode(&wire.salt).map_err(|_| Rejection::new(Reason::Malformed))?;
+        Self::from_parts(&wire.salt, wire.entries)
+    }
+
+    /// Opens every token for `scope` (and, in the bundle's own claimed salt, nothing else),
+    /// with the tokens past the entry cap rejected as `too-large`.
+    pub(crate) fn open(&self, recovery: &Recovery, scope: &Scope<'_>) -> Restored {
+        let mut restored = recovery.open_entries(scope, self.tokens());
+        let first = self.entries.len();
+        restored
+            .rejected
+            .extend((0..self.overflow).map(|i| Rejected {
+                index: first.saturating_add(i),
+                claimed_key: None,
+                claimed_revision: None,
+                reason: Reason::TooLarge,
+            }));
+        restored
+    }
+
+    /// A bundle from the parts of a reconnect message parsed elsewhere: the salt text and the
+    /// `entries` array's JSON text (read with the entry cap).
+    pub(crate) fn from_raw_parts(
+        salt: &str,
+        entries: Option<&'a RawValue>,
+        limits: &crate::Limits,
+    ) -> Result<Self, Rejection> {
+        let entries = match entries {
+            None => (Vec::new(), 0),
+            Some(raw) => {
+                let mut de = serde_json::Deserializer::from_str(raw.get());
+                EntriesSeed {
+                    max: limits.max_entries(),
+                }
+                .deserialize(&mut de)
+                .map_err(|_| Rejection::new(Reason::Malformed))?
+            }
+        };
+        Self::from_parts(salt, entries)
+    }
+
+    fn from_parts(salt: &str, (entries, overflow): Entries<'a>) -> Result<Self, Rejection> {
+        let salt = Salt::decode(salt).map_err(|_| Rejection::new(Reason::Malformed))?;
         Ok(Self {
             salt,
-            entries: wire.entries,
+            entries,
+            overflow,
         })
     }
 
@@ -172,11 +228,14 @@ impl<'a> Bundle<'a> {
     }
 }
 
-/// Builds the JSON wire form of a bundle (what the JS client sends).
+/// The reconnect message for a salt and tokens, with no client input:
+/// `{"type":"recover","salt":...,"entries":[...]}`, exactly what the JS client sends first on
+/// every connection (and what [`Recovery::open_bundle`] and
+/// [`Endpoint::recover`](crate::protocol::Endpoint::recover) read).
 #[must_use]
-pub fn bundle_json<'t>(salt: &Salt, tokens: impl IntoIterator<Item = &'t str>) -> String {
+pub fn reconnect_message<'t>(salt: &Salt, tokens: impl IntoIterator<Item = &'t str>) -> String {
     let entries: Vec<&str> = tokens.into_iter().collect();
-    serde_json::json!({ "salt": salt.encode(), "entries": entries }).to_string()
+    serde_json::json!({ "type": "recover", "salt": salt.encode(), "entries": entries }).to_string()
 }
 
 impl Recovery {
@@ -188,7 +247,7 @@ impl Recovery {
     pub fn open_bundle(&self, subject: Option<&str>, json: &[u8]) -> Result<Restored, Rejection> {
         let bundle = Bundle::parse(json, self.limits())?;
         let scope = Scope::new(bundle.salt()).with_optional_subject(subject);
-        Ok(self.open_entries(&scope, bundle.tokens()))
+        Ok(bundle.open(self, &scope))
     }
 
     /// Opens tokens one by one for `scope`. Each token is checked against the token cap before
@@ -208,6 +267,7 @@ impl Recovery {
                 rejected.push(Rejected {
                     index,
                     claimed_key: None,
+                    claimed_revision: None,
                     reason: Reason::TooLarge,
                 });
                 continue;
@@ -224,6 +284,7 @@ impl Recovery {
                 Err(f) => rejected.push(Rejected {
                     index,
                     claimed_key: f.claimed,
+                    claimed_revision: f.claimed_revision,
                     reason: f.reason,
                 }),
             }
@@ -243,25 +304,28 @@ impl Recovery {
                 rejected.push(Rejected {
                     index,
                     claimed_key: Some(key),
+                    claimed_revision: Some(entry.revision),
                     reason: Reason::DuplicateKey,
                 });
             } else {
-                accepted.push((key, entry));
+                accepted.push((key, index, entry));
             }
         }
         rejected.sort_by_key(|r| r.index);
         Restored {
-            accepted: accepted.into_iter().collect(),
+            positions: accepted.iter().map(|(k, i, _)| (*k, *i)).collect(),
+            accepted: accepted.into_iter().map(|(k, _, e)| (k, e)).collect(),
             rejected,
         }
     }
 }
 
-const TOO_MANY: &str = "state-recovery: too many entries";
+/// The tokens within the entry cap, and how many came after it.
+type Entries<'a> = (Vec<Cow<'a, str>>, usize);
 
 struct WireBundle<'a> {
     salt: Cow<'a, str>,
-    entries: Vec<Cow<'a, str>>,
+    entries: Entries<'a>,
 }
 
 struct BundleSeed {
@@ -284,7 +348,7 @@ impl<'de> Visitor<'de> for BundleSeed {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut salt: Option<Cow<'de, str>> = None;
-        let mut entries: Option<Vec<Cow<'de, str>>> = None;
+        let mut entries: Option<Entries<'de>> = None;
         while let Some(field) = map.next_key::<Cow<'de, str>>()? {
             match field.as_ref() {
                 "salt" if salt.is_none() => salt = Some(map.next_value::<Cow<'de, str>>()?),
@@ -311,14 +375,14 @@ struct EntriesSeed {
 }
 
 impl<'de> DeserializeSeed<'de> for EntriesSeed {
-    type Value = Vec<Cow<'de, str>>;
+    type Value = Entries<'de>;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_seq(self)
     }
 }
 
 impl<'de> Visitor<'de> for EntriesSeed {
-    type Value = Vec<Cow<'de, str>>;
+    type Value = Entries<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an array of token strings")
@@ -326,12 +390,17 @@ impl<'de> Visitor<'de> for EntriesSeed {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max).min(64));
-        while let Some(t) = seq.next_element::<Cow<'de, str>>()? {
-            if out.len() >= self.max {
-                return Err(de::Error::custom(TOO_MANY));
+        while out.len() < self.max {
+            match seq.next_element::<Cow<'de, str>>()? {
+                Some(t) => out.push(t),
+                None => return Ok((out, 0)),
             }
-            out.push(t);
         }
-        Ok(out)
+        // Past the cap: skipped without keeping anything (the bundle's bytes are capped).
+        let mut overflow = 0usize;
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            overflow = overflow.saturating_add(1);
+        }
+        Ok((out, overflow))
     }
 }

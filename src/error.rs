@@ -258,6 +258,21 @@ pub enum SealError {
         /// The configured limit.
         max: usize,
     },
+    /// The client's reconnect message would be over the bundle cap with this entry (the
+    /// entries it already holds plus this one): the update is not handed out.
+    #[error("the client's entries would take {bytes} bytes of the bundle cap of {max}")]
+    OverBudget {
+        /// The bundle size with this entry.
+        bytes: usize,
+        /// The bundle cap.
+        max: usize,
+    },
+    /// The client already holds the most entries a bundle may carry.
+    #[error("the client already holds the most entries a bundle may carry ({max})")]
+    TooManyEntries {
+        /// The entry cap.
+        max: usize,
+    },
     /// The clock is outside the range the OTP step arithmetic covers.
     #[error("the clock reads a time that no OTP step covers")]
     ClockOutOfRange,

@@ -10,7 +10,7 @@
 //! | `decode_token` | [`decode_token`] | total decoding; what decodes re-encodes to the same text |
 //! | `open_untrusted` | [`open_untrusted`] | no token or bundle opens by chance; bounded work |
 //! | `seal_open_roundtrip` | [`seal_open_roundtrip`] | open(seal(x)) = x, bound to location and scope |
-//! | `model` | [`model`] | operation sequences against a model that predicts every outcome |
+//! | `model` | `model` | operation sequences against a model that predicts every outcome |
 //! | `client_input` | `client_input` (feature `axum`) | untrusted form input: bounded, total |
 //! | `manifest` | [`manifest`] | key manifests and location texts: total; what parses re-parses the same |
 // Fuzz entry points report a broken property by panicking; that is their purpose.

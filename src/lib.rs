@@ -82,7 +82,7 @@ pub mod token;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-pub use bundle::{bundle_json, Bundle, RawEntry, Rejected, Restored};
+pub use bundle::{reconnect_message, Bundle, RawEntry, Rejected, Restored};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ConfigError, Reason, Rejection, SealError};
 pub use key::{Location, StateKey};
@@ -97,5 +97,5 @@ pub use protocol::{RecoveryContext, StateUpdate};
 pub use recovery::{Limits, Recovery, RecoveryBuilder, Scope};
 pub use registry::Registry;
 pub use secret::{KeyId, KeyRing, Pepper, Salt};
-pub use slot::{Fresh, Outcome, Slot, SlotBuilder};
+pub use slot::{Fresh, Outcome, Slot, SlotBuilder, Source};
 pub use token::{inspect, Inspected, Token};

@@ -23,6 +23,9 @@ pub struct Opened<T> {
     pub schema: u32,
     /// The time step it was sealed in.
     pub step: u64,
+    /// Whether it was sealed under the ring's first (sealing) key; `false` for an entry
+    /// sealed under a key that has since been rotated to a later position.
+    pub primary: bool,
     /// The value.
     pub value: T,
 }
@@ -103,11 +106,14 @@ impl Recovery {
     ) -> Result<Opened<T>, Failure> {
         let limits = &self.inner.limits;
         let key = StateKey::from_bytes(*parts.state_key);
-        self.verify(scope, parts, expected, batch)
-            .map_err(|reason| Failure {
-                reason,
-                claimed: Some(key),
-            })?;
+        let claimed = |reason| Failure {
+            reason,
+            claimed: Some(key),
+            claimed_revision: Some(parts.revision),
+        };
+        let primary = self
+            .verify(scope, parts, expected, batch)
+            .map_err(claimed)?;
 
         // 8. JSON, depth-checked first.
         let parsed = if depth_within(parts.payload, limits.max_depth()) {
@@ -115,27 +121,26 @@ impl Recovery {
         } else {
             Err(Reason::TooLarge)
         };
-        let value = parsed.map_err(|reason| Failure {
-            reason,
-            claimed: Some(key),
-        })?;
+        let value = parsed.map_err(claimed)?;
         Ok(Opened {
             key,
             revision: parts.revision,
             schema: parts.schema,
             step: parts.step,
+            primary,
             value,
         })
     }
 
-    /// Steps 4 to 7: key id, window, MAC, location.
+    /// Steps 4 to 7: key id, window, MAC, location. `Ok(true)` when the entry was sealed
+    /// under the ring's first (sealing) key.
     fn verify(
         &self,
         scope: &Scope<'_>,
         parts: &Parts<'_>,
         expected: Option<&StateKey>,
         batch: &mut Batch,
-    ) -> Result<(), Reason> {
+    ) -> Result<bool, Reason> {
         let inner = &*self.inner;
 
         // 4. Key id.
@@ -187,7 +192,7 @@ impl Recovery {
         if expected.is_some_and(|e| e.as_bytes() != parts.state_key) {
             return Err(Reason::WrongLocation);
         }
-        Ok(())
+        Ok(index == 0)
     }
 }
 
@@ -224,6 +229,7 @@ impl Batch {
 pub(crate) struct Failure {
     pub(crate) reason: Reason,
     pub(crate) claimed: Option<StateKey>,
+    pub(crate) claimed_revision: Option<u64>,
 }
 
 impl Failure {
@@ -231,6 +237,7 @@ impl Failure {
         Self {
             reason,
             claimed: None,
+            claimed_revision: None,
         }
     }
 }

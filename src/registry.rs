@@ -204,6 +204,15 @@ impl Registry {
         self.keys.contains_key(key)
     }
 
+    /// Whether `key` is a slot's current key or a plainly registered location (not an alias):
+    /// an entry the application reads under this key.
+    #[must_use]
+    pub fn is_slot_key(&self, key: &StateKey) -> bool {
+        self.keys
+            .get(key)
+            .is_some_and(|d| !matches!(d.kind, Kind::Alias { .. }))
+    }
+
     /// The state keys of accepted entries that no declaration claims, in key order.
     #[must_use]
     pub fn unclaimed(&self, restored: &Restored) -> Vec<StateKey> {

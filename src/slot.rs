@@ -36,8 +36,36 @@ use serde::Serialize;
 use crate::bundle::Restored;
 use crate::error::{ConfigError, Reason, SealError};
 use crate::key::{Location, StateKey};
-use crate::protocol::{RecoveryContext, StateUpdate};
+use crate::protocol::{Recovered, RecoveryContext, StateUpdate};
 use crate::registry::{Registry, Versions};
+
+/// What a slot restores from: the verified entries of a reconnect message. A [`Recovered`]
+/// also learns which entries the application used, so the `recovered` counts are honest;
+/// a bare [`Restored`] just answers.
+pub trait Source {
+    /// The verified entries.
+    fn entries(&self) -> &Restored;
+    /// Records whether the entry for `key` was used (`false`: it was there but unusable, or
+    /// superseded by the current key).
+    fn record(&self, key: StateKey, used: bool) {
+        let _ = (key, used);
+    }
+}
+
+impl Source for Restored {
+    fn entries(&self) -> &Restored {
+        self
+    }
+}
+
+impl Source for Recovered {
+    fn entries(&self) -> &Restored {
+        self.restored()
+    }
+    fn record(&self, key: StateKey, used: bool) {
+        self.context().record_use(key, used);
+    }
+}
 
 /// Why a stored payload could not be turned into the slot's value.
 enum ReadFailure {
@@ -362,12 +390,24 @@ where
         (self.inner.default)()
     }
 
-    /// The value restored from `restored` (the entry under its key, else under its first
-    /// alias that has one), migrated to the current version; or the default and why.
-    /// Every fresh start other than "nothing was there" is logged with `tracing` (target
-    /// `state_recovery`, key and reason code; never the payload).
+    /// The value restored from `from` (the entry under its key, else under its first alias
+    /// that has one), migrated to the current version; or the default and why. Every fresh
+    /// start other than "nothing was there" is logged with `tracing` (target
+    /// `state_recovery`, key and reason code; never the payload). Restoring from a
+    /// [`Recovered`] records what was used, for the `recovered` counts.
     #[must_use]
-    pub fn restore(&self, restored: &Restored) -> (T, Outcome) {
+    pub fn restore<S: Source + ?Sized>(&self, from: &S) -> (T, Outcome) {
+        let (value, outcome, used_key) = self.restore_entries(from.entries());
+        let inner = &*self.inner;
+        for key in std::iter::once(&inner.key).chain(&inner.aliases) {
+            if from.entries().raw(key).is_some() {
+                from.record(*key, used_key == Some(*key));
+            }
+        }
+        (value, outcome)
+    }
+
+    fn restore_entries(&self, restored: &Restored) -> (T, Outcome, Option<StateKey>) {
         let inner = &*self.inner;
         let keys = std::iter::once(&inner.key).chain(&inner.aliases);
         let Some((entry, alias)) = keys
@@ -380,8 +420,9 @@ where
                 .iter()
                 .find(|r| r.claimed_key.is_some_and(|c| keys.clone().any(|k| *k == c)));
             let fresh = rejected.map_or(Fresh::Missing, |r| Fresh::Rejected(r.reason));
-            return (self.default_value(), Outcome::Fresh(fresh));
+            return (self.default_value(), Outcome::Fresh(fresh), None);
         };
+        let found = entry.key;
         let schema = entry.schema;
         let read = inner
             .readers
@@ -402,7 +443,9 @@ where
         };
         let revision = entry.revision;
         match result {
-            Ok(value) if schema == inner.schema => (value, Outcome::Restored { revision, alias }),
+            Ok(value) if schema == inner.schema => {
+                (value, Outcome::Restored { revision, alias }, Some(found))
+            }
             Ok(value) => {
                 tracing::debug!(
                     target: "state_recovery",
@@ -418,11 +461,12 @@ where
                         revision,
                         alias,
                     },
+                    Some(found),
                 )
             }
             Err(fresh) => {
                 self.log_fresh(&fresh, schema);
-                (self.default_value(), Outcome::Fresh(fresh))
+                (self.default_value(), Outcome::Fresh(fresh), None)
             }
         }
     }

@@ -16,8 +16,8 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use state_recovery::{
-    bundle_json, mac, KeyId, KeyRing, Location, ManualClock, OtpSettings, Pepper, Recovery, Salt,
-    Scope, StateKey, Token,
+    mac, reconnect_message, KeyId, KeyRing, Location, ManualClock, OtpSettings, Pepper, Recovery,
+    Salt, Scope, StateKey, Token,
 };
 
 pub type HmacSha256 = Hmac<Sha256>;
@@ -450,7 +450,7 @@ impl BundleFixture {
                     .unwrap()
             })
             .collect();
-        let json = bundle_json(&salt, tokens.iter().map(Token::as_str)).into_bytes();
+        let json = reconnect_message(&salt, tokens.iter().map(Token::as_str)).into_bytes();
         Self {
             recovery,
             json,

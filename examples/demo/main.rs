@@ -34,9 +34,12 @@ use axum::extract::State;
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt as _;
 use axum::{Json, Router};
+use futures_util::SinkExt as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use state_recovery::protocol::Drain;
 use state_recovery::{Outcome, Recovered, RecoverySession, RecoverySocket, StateRecoveryLayer};
 use tracing_subscriber::EnvFilter;
 
@@ -83,6 +86,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         worker: worker.clone(),
         slots: Arc::new(slots),
     };
+    let drain = Drain::new();
 
     let worker_header = HeaderValue::from_str(&worker)?;
     let router = Router::new()
@@ -95,7 +99,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .route("/kill", post(kill))
         .with_state(app)
-        .layer(StateRecoveryLayer::new(recovery).with_registry(Arc::new(registry)))
+        .layer(
+            StateRecoveryLayer::new(recovery)
+                .with_registry(Arc::new(registry))
+                .with_drain(drain.clone()),
+        )
         .layer(axum::middleware::map_response(move |mut res: Response| {
             let value = worker_header.clone();
             async move {
@@ -117,8 +125,51 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Wizard::current_schema(),
         listener.local_addr()?
     );
-    axum::serve(listener, router).await?;
+    // Small frames go out at once: without TCP_NODELAY every frame after the first of a burst
+    // waits for the client's delayed ACK (~40 ms).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tokio::spawn(stop_on_signal(drain.clone()));
+    let stopping = drain.clone();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { stopping.started().await })
+        .await?;
+    // No new connections now; every session has been told to reconnect elsewhere (1012).
+    let idle = drain.idle(DRAIN_DEADLINE).await;
+    eprintln!(
+        "worker {worker} drained ({}); exiting",
+        if idle {
+            "every session closed"
+        } else {
+            "deadline passed"
+        }
+    );
     Ok(())
+}
+
+/// How long a draining worker waits for its sessions to close.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// SIGTERM (every rolling deploy) or Ctrl-C starts the drain.
+async fn stop_on_signal(drain: Drain) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = ctrl_c => {}
+            }
+        } else {
+            let _ = ctrl_c.await;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::warn!("stopping: draining sessions");
+    drain.start();
 }
 
 /// `POST /kill`: answers, then exits with status 1 (a crash, as far as the page can tell).
@@ -138,10 +189,9 @@ async fn kill(State(app): State<App>) -> impl IntoResponse {
 /// `headerValue()`); get back what it restored.
 async fn snapshot(State(app): State<App>, recovered: Recovered) -> Json<Value> {
     let s = &app.slots;
-    let restored = recovered.restored();
-    let (counter, counter_outcome) = s.counter.restore(restored);
-    let (todos, todos_outcome) = s.todos.restore(restored);
-    let (wizard, wizard_outcome) = s.wizard.restore(restored);
+    let (counter, counter_outcome) = s.counter.restore(&recovered);
+    let (todos, todos_outcome) = s.todos.restore(&recovered);
+    let (wizard, wizard_outcome) = s.wizard.restore(&recovered);
     let how = |o: &Outcome| format!("{o:?}");
     Json(json!({
         "worker": &*app.worker,
@@ -153,7 +203,7 @@ async fn snapshot(State(app): State<App>, recovered: Recovered) -> Json<Value> {
             "todos": how(&todos_outcome),
             "wizard": how(&wizard_outcome),
         },
-        "rejected": recovered.rejected().len(),
+        "recovered": recovered.recovered_message(),
         "unclaimed": recovered.unclaimed(),
     }))
 }
@@ -191,16 +241,16 @@ struct Live<'a, C> {
 
 impl<'a, C: Component> Live<'a, C> {
     /// Restores the component from the reconnect message, or starts it fresh; then takes in
-    /// the page's (untrusted) form input. Returns whether the state must be sealed again.
+    /// the page's (untrusted) form input. Returns whether the state must be sealed now.
     fn recover(store: &'a dyn Store<C>, session: &RecoverySession) -> (Self, bool) {
-        let (mut state, outcome) = store.restore(session.restored());
+        let (mut state, outcome) = store.restore(session.recovered());
         let changed = state.absorb_input(session.input()) != Change::None;
-        // A restored entry is sealed again at once: under the current key and version, the
-        // ring's current first pepper and the current time step, so it outlives the rotation
-        // of the pepper it came under. A component that starts fresh because its entry was
-        // sealed by a newer release is not sealed until it changes, so the client keeps that
-        // entry for a worker that can read it.
-        (Self { store, state }, outcome.is_restored() || changed)
+        // Restored entries from an older time step or pepper are re-sealed by the layer
+        // (refresh); the component seals what the layer cannot: state that came back under
+        // an old key (alias) or version (migration), or that the form input changed. A
+        // component that starts fresh because its entry was sealed by a newer release is not
+        // sealed until it changes, so the client keeps that entry for a worker that reads it.
+        (Self { store, state }, outcome.needs_seal() || changed)
     }
 
     /// Applies an event and sends what changed: a new sealed entry, and a render.
@@ -211,63 +261,78 @@ impl<'a, C: Component> Live<'a, C> {
         value: &Value,
     ) -> Result<(), axum::Error> {
         let change = self.state.apply(action, value);
+        let mut out = Vec::new();
         if change != Change::None {
-            self.seal(session).await?;
+            out.extend(self.sealed(session));
         }
         if change == Change::Render {
-            self.render(session).await?;
+            out.push(self.render());
         }
-        Ok(())
+        send_all(session, out).await
     }
 
-    /// Seals the state (the slot picks the revision and version) and sends it to the page.
-    async fn seal(&self, session: &mut RecoverySession) -> Result<(), axum::Error> {
+    /// The state sealed (the slot picks the revision and version), as a message to send.
+    fn sealed(&self, session: &RecoverySession) -> Option<Message> {
         match self.store.seal(session.context(), &self.state) {
-            Ok(update) => session.send(update).await,
-            // Over a size limit, say: the page keeps working, this state just won't survive.
+            Ok(update) => Some(Message::Text(update.to_json().into())),
+            // Over a size limit or the bundle budget: the page keeps working, this change
+            // just won't survive a reconnect (the client keeps the previous entry).
             Err(e) => {
                 tracing::warn!(component = C::ID, error = %e, "state not sealed");
-                Ok(())
+                None
             }
         }
     }
 
-    async fn render(&self, session: &mut RecoverySession) -> Result<(), axum::Error> {
+    fn render(&self) -> Message {
         let msg = json!({"type": "render", "id": C::ID, "html": self.state.render()});
-        session
-            .socket_mut()
-            .send(Message::Text(msg.to_string().into()))
-            .await
+        Message::Text(msg.to_string().into())
     }
 }
 
-/// One live connection: the layer has already read the reconnect message and sent `salt` (if
-/// it issued one) and `recovered`.
-async fn live(app: App, mut session: RecoverySession) -> Result<(), axum::Error> {
-    let hello = json!({"type": "worker", "id": &*app.worker});
-    session
-        .socket_mut()
-        .send(Message::Text(hello.to_string().into()))
-        .await?;
+/// Sends messages with one flush (one TCP segment where they fit, no wait on Nagle).
+async fn send_all(
+    session: &mut RecoverySession,
+    messages: Vec<Message>,
+) -> Result<(), axum::Error> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    session.ready().await?;
+    let socket = session.socket_mut();
+    for m in messages {
+        socket.feed(m).await?;
+    }
+    socket.flush().await
+}
 
+/// One live connection: the layer has already read the reconnect message and sent `salt` (if
+/// it issued one).
+async fn live(app: App, mut session: RecoverySession) -> Result<(), axum::Error> {
     let s = &*app.slots;
     let (mut counter, c1) = Live::<Counter>::recover(&s.counter, &session);
     let (mut todos, c2) = Live::<Todos>::recover(&s.todos, &session);
     let (mut wizard, c3) = Live::<Wizard>::recover(&*s.wizard, &session);
+    // `recovered` (counting what the components used) and the refreshed entries, then the
+    // first render, all in one burst.
+    session.ready().await?;
+    let hello = json!({"type": "worker", "id": &*app.worker});
+    let mut first = vec![Message::Text(hello.to_string().into())];
     if c1 {
-        counter.seal(&mut session).await?;
+        first.extend(counter.sealed(&session));
     }
     if c2 {
-        todos.seal(&mut session).await?;
+        first.extend(todos.sealed(&session));
     }
     if c3 {
-        wizard.seal(&mut session).await?;
+        first.extend(wizard.sealed(&session));
     }
-    counter.render(&mut session).await?;
-    todos.render(&mut session).await?;
-    wizard.render(&mut session).await?;
+    first.extend([counter.render(), todos.render(), wizard.render()]);
+    send_all(&mut session, first).await?;
 
-    while let Some(msg) = session.socket_mut().recv().await {
+    // `recv` also refreshes entries on a long-lived connection, and returns `None` once the
+    // worker drains (after closing the socket with 1012: the page reconnects elsewhere).
+    while let Some(msg) = session.recv().await {
         let text = match msg? {
             Message::Text(t) => t,
             Message::Close(_) => break,

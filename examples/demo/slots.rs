@@ -8,7 +8,7 @@
 //! deploy, while version-1 workers still serve the same clients).
 
 use state_recovery::{
-    state_key, ConfigError, Location, Outcome, RecoveryContext, Registry, Restored, SealError,
+    state_key, ConfigError, Location, Outcome, Recovered, RecoveryContext, Registry, SealError,
     Slot, StateUpdate,
 };
 
@@ -16,7 +16,7 @@ use crate::components::{Counter, Todos, Wizard, WizardV1};
 
 /// Restores and seals one component's state (a slot, or the wizard at either version).
 pub(crate) trait Store<C>: Send + Sync {
-    fn restore(&self, restored: &Restored) -> (C, Outcome);
+    fn restore(&self, recovered: &Recovered) -> (C, Outcome);
     fn seal(&self, ctx: &RecoveryContext, value: &C) -> Result<StateUpdate, SealError>;
 }
 
@@ -24,8 +24,8 @@ impl<C> Store<C> for Slot<C>
 where
     C: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
-    fn restore(&self, restored: &Restored) -> (C, Outcome) {
-        Slot::restore(self, restored)
+    fn restore(&self, recovered: &Recovered) -> (C, Outcome) {
+        Slot::restore(self, recovered)
     }
     fn seal(&self, ctx: &RecoveryContext, value: &C) -> Result<StateUpdate, SealError> {
         Slot::seal(self, ctx, value)
@@ -36,8 +36,8 @@ where
 struct WizardAsV1(Slot<WizardV1>);
 
 impl Store<Wizard> for WizardAsV1 {
-    fn restore(&self, restored: &Restored) -> (Wizard, Outcome) {
-        let (v1, outcome) = self.0.restore(restored);
+    fn restore(&self, recovered: &Recovered) -> (Wizard, Outcome) {
+        let (v1, outcome) = self.0.restore(recovered);
         (Wizard::from(v1), outcome)
     }
     fn seal(&self, ctx: &RecoveryContext, value: &Wizard) -> Result<StateUpdate, SealError> {

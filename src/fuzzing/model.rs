@@ -11,7 +11,8 @@ use super::{key_id, recovery, Json, NOW};
 use crate::error::Reason;
 use crate::token;
 use crate::{
-    bundle_json, Clock as _, Limits, Location, ManualClock, OtpSettings, Recovery, Salt, Scope,
+    reconnect_message, Clock as _, Limits, Location, ManualClock, OtpSettings, Recovery, Salt,
+    Scope,
 };
 use crate::{KeyRing, StateKey};
 
@@ -422,7 +423,7 @@ impl World {
             .filter_map(|&n| self.entry(n))
             .map(|e| e.text.as_str())
             .collect();
-        let json = bundle_json(&self.salts[salt], texts.iter().copied());
+        let json = reconnect_message(&self.salts[salt], texts.iter().copied());
         let got = self
             .recovery
             .open_bundle(SUBJECTS[subject], json.as_bytes());

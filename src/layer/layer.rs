@@ -7,8 +7,8 @@ use std::time::Duration;
 use axum::http::request::Parts;
 use tower::Layer;
 
-use super::client_input::InputLimits;
 use super::service::StateRecoveryService;
+use crate::protocol::{Drain, Endpoint, InputLimits};
 use crate::recovery::Recovery;
 use crate::registry::Registry;
 
@@ -18,12 +18,11 @@ pub(crate) type SubjectFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 /// What every service and extractor shares.
 #[derive(Clone)]
 pub(crate) struct Config {
-    pub(crate) recovery: Recovery,
+    pub(crate) endpoint: Endpoint,
     pub(crate) client_path: Option<String>,
     pub(crate) subject: Option<Arc<SubjectFn>>,
-    pub(crate) input_limits: InputLimits,
     pub(crate) first_message_timeout: Duration,
-    pub(crate) registry: Option<Arc<Registry>>,
+    pub(crate) drain: Option<Drain>,
 }
 
 /// Installs state recovery on an axum `Router`: puts a
@@ -42,12 +41,11 @@ impl fmt::Debug for StateRecoveryLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.config;
         f.debug_struct("StateRecoveryLayer")
-            .field("recovery", &c.recovery)
+            .field("endpoint", &c.endpoint)
             .field("client_path", &c.client_path)
             .field("subject", &c.subject.is_some())
-            .field("input_limits", &c.input_limits)
             .field("first_message_timeout", &c.first_message_timeout)
-            .field("registry", &c.registry)
+            .field("drain", &c.drain.is_some())
             .finish()
     }
 }
@@ -62,12 +60,11 @@ impl StateRecoveryLayer {
     pub fn new(recovery: Recovery) -> Self {
         Self {
             config: Arc::new(Config {
-                recovery,
+                endpoint: Endpoint::new(recovery),
                 client_path: Some(Self::DEFAULT_CLIENT_PATH.to_owned()),
                 subject: None,
-                input_limits: InputLimits::default(),
                 first_message_timeout: Self::DEFAULT_FIRST_MESSAGE_TIMEOUT,
-                registry: None,
+                drain: None,
             }),
         }
     }
@@ -100,7 +97,7 @@ impl StateRecoveryLayer {
 
     /// Caps on the untrusted client input.
     pub fn with_input_limits(self, limits: InputLimits) -> Self {
-        self.map(|c| c.input_limits = limits)
+        self.map(|c| c.endpoint = c.endpoint.clone().with_input_limits(limits))
     }
 
     /// How long a WebSocket session waits for the client's first message before it treats
@@ -113,14 +110,36 @@ impl StateRecoveryLayer {
     /// verified entries that no slot claims, which are counted
     /// ([`Recovered::unclaimed`](super::Recovered::unclaimed)) and logged with the reason
     /// `unclaimed` (state renamed or removed without an alias).
+    /// Only entries under a slot's current key are refreshed.
     pub fn with_registry(self, registry: Arc<Registry>) -> Self {
-        self.map(|c| c.registry = Some(registry))
+        self.map(|c| c.endpoint = c.endpoint.clone().with_registry(registry))
+    }
+
+    /// Does not re-seal restored entries from an older time step or under a rotated key, nor
+    /// refresh long-lived sessions' entries (see [`Endpoint::without_refresh`]).
+    pub fn without_refresh(self) -> Self {
+        self.map(|c| c.endpoint = c.endpoint.clone().without_refresh())
+    }
+
+    /// Graceful drain: once `drain` [starts](Drain::start), every
+    /// [`RecoverySession`](super::RecoverySession) closes its socket with close code 1012 at
+    /// its next [`recv`](super::RecoverySession::recv), and the JS client reconnects at once,
+    /// elsewhere. Give [`Drain::started`] to axum's `with_graceful_shutdown` so the worker
+    /// stops accepting, then wait for [`Drain::idle`].
+    pub fn with_drain(self, drain: Drain) -> Self {
+        self.map(|c| c.drain = Some(drain))
+    }
+
+    /// The endpoint (the transport-independent protocol configuration).
+    #[must_use]
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.config.endpoint
     }
 
     /// The recovery.
     #[must_use]
     pub fn recovery(&self) -> &Recovery {
-        &self.config.recovery
+        self.config.endpoint.recovery()
     }
 
     fn map(self, f: impl FnOnce(&mut Config)) -> Self {

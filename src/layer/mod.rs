@@ -32,48 +32,19 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # Wire protocol
-//! Client → server, the **reconnect message**:
-//!
-//! ```json
-//! {"type":"recover","salt":"<22-char salt>" | null,"entries":["<token>", ...],
-//!  "input":{"<form id>":{"<field name>":"<value>" | ["<v1>","<v2>"]}}}
-//! ```
-//!
-//! - WebSocket: the first text message after the socket opens ([`RecoverySocket`]).
-//! - HTTP: a `State-Recovery` header whose value is that JSON as unpadded base64url, or a
-//!   JSON body with the object under `"state_recovery"` ([`Recovered`]).
-//!
-//! A `null` or missing salt is a new client: a fresh salt is issued and nothing restored. So
-//! is any message that cannot be used (malformed, over the bundle cap, a bad salt): the page
-//! works, the client simply starts fresh. Server → client:
-//!
-//! - `{"type":"salt","salt":"..."}`: a fresh salt ([`SaltMessage`]); the client drops its old
-//!   entries and keeps this salt.
-//! - `{"type":"state","key":"<32 hex>","rev":N,"token":"..."}` for every sealed update
-//!   ([`StateUpdate`]); the client keeps the highest `rev` per key.
-//! - `{"type":"recovered","restored":N,"rejected":M}`, once after the reconnect message
-//!   ([`RecoveredMessage`]). Counts only, never reasons; a message refused whole counts as
-//!   one rejected entry.
-//! - Any other `type` is the application's own.
-//!
-//! # Rejections
-//! Every rejection looks the same to the client: it is only counted. The reason code goes to
-//! `tracing` (target `state_recovery`, one event per entry with the claimed state key in hex
-//! and the reason code; never the token, payload, salt or any secret) and to the handler
-//! ([`Recovered::rejected`], [`Recovered::bundle_rejection`]).
-//!
-//! # Client input is not state
-//! `"input"` holds form fields the browser recovered (LiveView's approach). It is
-//! **unsigned and untrusted**: it becomes a [`ClientInput`] (strings only, capped by
-//! [`InputLimits`]) through its own parser, and never reaches the signed-state decoder; an
-//! `"entries"` array inside it is just a string field. Validate it like any form submission.
-//! Livewire's CVE-2025-54068 (unauthenticated RCE) came from hydrating unsigned input with
-//! the same machinery as signed state.
+//! The wire protocol, the names and the lifecycle (refresh, revisions, limits, drain) are
+//! described in [`protocol`](crate::protocol): this module is the axum glue over it. What
+//! the glue adds: the JS client served at `/state-recovery.js`, the `State-Recovery` header
+//! and JSON-body forms for plain HTTP ([`Recovered`] as an extractor), the WebSocket session
+//! ([`RecoverySocket`] → [`RecoverySession`], whose [`recv`](RecoverySession::recv) refreshes
+//! entries and closes with 1012 on drain), the first-message timeout, and the subject read
+//! from each request. Rejection reasons go to `tracing` (target `state_recovery`; the
+//! claimed key in hex and the reason code, never a token, payload, salt or secret).
 //!
 //! # For framework authors
-//! With another transport, take the [`RecoveryHandle`] the layer put into the request and
-//! feed it the reconnect message's JSON text yourself:
+//! With another transport and no axum, use [`Endpoint`](crate::protocol::Endpoint); inside
+//! an axum app, take the [`RecoveryHandle`] the layer put into the request and feed it the
+//! reconnect message's JSON text yourself:
 //!
 //! ```no_run
 //! use state_recovery::layer::RecoveryHandle;
@@ -91,7 +62,6 @@
 //! }
 //! ```
 
-mod client_input;
 mod extract;
 mod handle;
 #[allow(clippy::module_inception)]
@@ -100,9 +70,9 @@ mod service;
 mod ws;
 
 pub use crate::protocol::RecoveryContext;
+pub use crate::protocol::{ClientInput, FormInput, InputError, InputLimits, Recovered};
 pub use crate::protocol::{RecoveredMessage, SaltMessage, ServerMessage, StateUpdate};
-pub use client_input::{ClientInput, FormInput, InputError, InputLimits};
-pub use extract::{Recovered, BODY_FIELD, HEADER};
+pub use extract::{BODY_FIELD, HEADER};
 pub use handle::{MissingLayer, RecoveryHandle};
 pub use layer::StateRecoveryLayer;
 pub use service::{ResponseFuture, StateRecoveryService, CLIENT_JS};

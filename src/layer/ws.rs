@@ -1,20 +1,23 @@
 //! `RecoverySocket`: a WebSocket upgrade whose session starts by reading the reconnect
-//! message, answering `salt` (if issued) and `recovered`, then hands over the socket.
+//! message, then hands over the socket; `RecoverySession::recv` also refreshes entries on
+//! long-lived connections and closes the socket when the worker drains.
 
 use std::future::Future;
+use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt as _;
 
-use super::client_input::ClientInput;
-use super::extract::Recovered;
-use super::handle::{envelope, MissingLayer, RecoveryHandle};
+use super::handle::{MissingLayer, RecoveryHandle};
 use crate::bundle::Restored;
 use crate::error::Reason;
-use crate::protocol::RecoveryContext;
-use crate::protocol::ServerMessage;
+use crate::protocol::{
+    is_reconnect_message, ClientInput, Drain, Recovered, RecoveryContext, ServerMessage,
+    SessionGuard, DRAIN_CLOSE_CODE, DRAIN_CLOSE_REASON,
+};
 
 /// Extracts a WebSocket upgrade with state recovery: see [`on_upgrade`](Self::on_upgrade).
 /// Its rejection is the `WebSocketUpgrade` rejection, or a 500 if the layer is missing.
@@ -50,8 +53,11 @@ impl RecoverySocket {
     /// Finishes the upgrade. The session then waits (up to the layer's first-message timeout)
     /// for the client's first data message; a `{"type":"recover",...}` message is opened
     /// (held to the bundle cap); anything else, or nothing in time, means a new client. It
-    /// sends `salt` (if one was issued) and `recovered`, then calls `callback`. If the client
-    /// goes away first, `callback` is not called.
+    /// sends `salt` (if one was issued), then calls `callback`: restore the application's
+    /// state from [`RecoverySession::recovered`], then [`ready`](RecoverySession::ready)
+    /// (or the first [`send`](RecoverySession::send) / [`recv`](RecoverySession::recv))
+    /// sends `recovered` with honest counts and the refreshed entries, in one flush. If the
+    /// client goes away first, or the worker is draining, `callback` is not called.
     pub fn on_upgrade<F, Fut>(self, callback: F) -> Response
     where
         F: FnOnce(RecoverySession) -> Fut + Send + 'static,
@@ -72,10 +78,20 @@ pub struct RecoverySession {
     socket: WebSocket,
     recovered: Recovered,
     first_message: Option<Message>,
+    ready: bool,
+    drain: Option<Drain>,
+    _guard: Option<SessionGuard>,
+    refresh_every: Duration,
 }
 
 impl RecoverySession {
     async fn start(mut socket: WebSocket, handle: RecoveryHandle) -> Option<Self> {
+        let drain = handle.config.drain.clone();
+        if drain.as_ref().is_some_and(Drain::is_draining) {
+            let _ = socket.send(drain_close()).await;
+            return None;
+        }
+        let guard = drain.as_ref().map(Drain::session);
         let timeout = handle.config.first_message_timeout;
         let (recovered, first_message) =
             match tokio::time::timeout(timeout, next_data(&mut socket)).await {
@@ -88,12 +104,12 @@ impl RecoverySession {
                     let bytes = text.as_str().as_bytes();
                     let max = handle.recovery().limits().max_bundle_bytes();
                     if bytes.len() > max {
-                        (
-                            handle.fresh(Some(Reason::TooLarge), ClientInput::default()),
-                            None,
-                        )
-                    } else if is_reconnect(bytes) {
+                        (handle.refused(Reason::TooLarge), None)
+                    } else if is_reconnect_message(bytes) {
                         (handle.recover(Some(bytes)), None)
+                    } else if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() {
+                        // Not JSON at all: not the application's message either.
+                        (handle.refused(Reason::Malformed), None)
                     } else {
                         tracing::info!(
                             target: "state_recovery",
@@ -112,18 +128,83 @@ impl RecoverySession {
                     (handle.recover(None), Some(other))
                 }
             };
+        let step = handle.recovery().otp().step_secs();
         let mut session = Self {
             socket,
             recovered,
             first_message,
+            ready: false,
+            drain,
+            _guard: guard,
+            refresh_every: Duration::from_secs((step / 4).clamp(1, 900)),
         };
-        for m in session.recovered.messages() {
-            session.send(m).await.ok()?;
+        // The salt goes first, before any state update; the rest waits for `ready`.
+        if let Some(salt) = session.recovered.salt_message() {
+            session.send_now(salt.into()).await.ok()?;
         }
         Some(session)
     }
 
-    /// What the reconnect message restored.
+    /// Sends `recovered` (with the counts of what the application restored so far) and the
+    /// refreshed entries and `drop` messages, once, in one flush. `send` and `recv` call it;
+    /// call it yourself before writing to [`socket_mut`](Self::socket_mut) directly.
+    ///
+    /// # Errors
+    /// The socket's error if the connection is gone.
+    pub async fn ready(&mut self) -> Result<(), axum::Error> {
+        if self.ready {
+            return Ok(());
+        }
+        self.ready = true;
+        let recovered = self.recovered.recovered_message();
+        let pending = self.recovered.take_pending();
+        let messages = std::iter::once(ServerMessage::from(recovered)).chain(pending);
+        for m in messages {
+            self.socket.feed(text(&m)).await?;
+        }
+        self.socket.flush().await
+    }
+
+    /// The next message from the client, after [`ready`](Self::ready). While it waits, it
+    /// re-seals entries that reach a new time step (so state in a tab left open for days never
+    /// ages out) and, when the worker drains, closes the socket with code 1012 and returns
+    /// `None`. `None` also when the client closed the socket.
+    pub async fn recv(&mut self) -> Option<Result<Message, axum::Error>> {
+        if let Err(e) = self.ready().await {
+            return Some(Err(e));
+        }
+        let mut tick = tokio::time::interval(self.refresh_every);
+        tick.tick().await; // the first tick is immediate
+        loop {
+            let drain = self.drain.clone();
+            let draining = async move {
+                match drain {
+                    Some(d) => d.started().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = draining => {
+                    let _ = self.socket.send(drain_close()).await;
+                    return None;
+                }
+                _ = tick.tick() => {
+                    for update in self.recovered.context().refresh() {
+                        if let Err(e) = self.socket.feed(text(&update.into())).await {
+                            return Some(Err(e));
+                        }
+                    }
+                    if let Err(e) = self.socket.flush().await {
+                        return Some(Err(e));
+                    }
+                }
+                m = self.socket.recv() => return m,
+            }
+        }
+    }
+
+    /// What the reconnect message restored (restore slots from it:
+    /// `slot.restore(session.recovered())`).
     #[must_use]
     pub fn recovered(&self) -> &Recovered {
         &self.recovered
@@ -147,7 +228,9 @@ impl RecoverySession {
         self.recovered.context()
     }
 
-    /// The socket, to go on with the application's own messages.
+    /// The socket, to go on with the application's own messages. Call
+    /// [`ready`](Self::ready) first; prefer [`recv`](Self::recv), which also refreshes entries
+    /// and drains.
     pub fn socket_mut(&mut self) -> &mut WebSocket {
         &mut self.socket
     }
@@ -158,14 +241,18 @@ impl RecoverySession {
         self.first_message.take()
     }
 
-    /// Sends one of this crate's messages (e.g. a [`StateUpdate`](super::StateUpdate)) as a
-    /// text frame.
+    /// Sends one of this crate's messages (e.g. a [`StateUpdate`](crate::StateUpdate)) as a
+    /// text frame, after [`ready`](Self::ready).
     ///
     /// # Errors
     /// The socket's error if the connection is gone.
     pub async fn send(&mut self, message: impl Into<ServerMessage>) -> Result<(), axum::Error> {
-        let json = message.into().to_json();
-        self.socket.send(Message::Text(json.into())).await
+        self.ready().await?;
+        self.send_now(message.into()).await
+    }
+
+    async fn send_now(&mut self, message: ServerMessage) -> Result<(), axum::Error> {
+        self.socket.send(text(&message)).await
     }
 
     /// The socket and the recovery outcome, apart.
@@ -173,6 +260,17 @@ impl RecoverySession {
     pub fn into_parts(self) -> (WebSocket, Recovered) {
         (self.socket, self.recovered)
     }
+}
+
+fn text(message: &ServerMessage) -> Message {
+    Message::Text(message.to_json().into())
+}
+
+fn drain_close() -> Message {
+    Message::Close(Some(CloseFrame {
+        code: DRAIN_CLOSE_CODE,
+        reason: DRAIN_CLOSE_REASON.into(),
+    }))
 }
 
 /// The next text or binary message; `None` once the socket closes or fails.
@@ -184,9 +282,4 @@ async fn next_data(socket: &mut WebSocket) -> Option<Message> {
             Ok(Message::Close(_)) | Err(_) => return None,
         }
     }
-}
-
-/// A JSON object whose `type` is `recover`.
-fn is_reconnect(message: &[u8]) -> bool {
-    envelope(message).is_ok_and(|e| e.kind.as_deref() == Some("recover"))
 }

@@ -1,28 +1,78 @@
-//! The per-connection context: whose entries these are, and the highest revision seen per key.
+//! The per-connection context: whose entries these are, the highest revision seen per key,
+//! and what the client holds (for refreshing entries and keeping the bundle within its cap).
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use super::message::{SaltMessage, StateUpdate};
 use crate::error::SealError;
 use crate::key::StateKey;
 use crate::recovery::{Recovery, Scope};
 use crate::secret::Salt;
+use crate::token::{self, Token};
+
+/// The highest revision a context hands out: JavaScript's `Number.MAX_SAFE_INTEGER`, the
+/// largest the JS client can compare exactly. Claimed and restored revisions above it are
+/// treated as it (and an equal revision replaces the client's entry).
+pub const MAX_REVISION: u64 = (1 << 53) - 1;
+
+/// The bytes of a reconnect message around its tokens: `{"type":"recover","salt":"<22>",
+/// "entries":[`, `],"input":{}}`, rounded up. Each token adds its length and 3 (quotes and a
+/// comma).
+pub(crate) const BUNDLE_OVERHEAD: usize = 80;
+const PER_ENTRY: usize = 3;
+
+/// One entry the client holds, as far as this connection knows.
+struct Held {
+    /// The token, when this connection may re-seal it (restored entries claimed by a slot,
+    /// and everything it sealed itself).
+    token: Option<Token>,
+    /// Its length (for the bundle budget).
+    len: usize,
+    /// The time step it was sealed in.
+    step: u64,
+    /// Whether it was sealed under the ring's first key.
+    primary: bool,
+}
+
+#[derive(Default)]
+struct Table {
+    revisions: BTreeMap<StateKey, u64>,
+    held: BTreeMap<StateKey, Held>,
+    /// What the application did with restored entries (true: used), for honest counts.
+    usage: BTreeMap<StateKey, bool>,
+}
+
+/// How much of the client's reconnect message the entries this connection knows of take, and
+/// the cap. Every seal keeps `bytes <= max_bytes` and `entries <= max_entries`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Bytes of the reconnect message the held entries make (with its fixed overhead).
+    pub bytes: usize,
+    /// The bundle cap ([`Limits::max_bundle_bytes`](crate::Limits::max_bundle_bytes)).
+    pub max_bytes: usize,
+    /// Entries held.
+    pub entries: usize,
+    /// The entry cap ([`Limits::max_entries`](crate::Limits::max_entries)).
+    pub max_entries: usize,
+}
 
 /// One connection's (or one request's) scope for sealing: the client's salt, the
-/// authenticated subject, the [`Recovery`], and the highest revision seen per state key.
+/// authenticated subject, the [`Recovery`], the highest revision seen per state key, and the
+/// entries the client holds.
 ///
-/// Methods take `&self` (the revision table is behind a mutex), so it can be shared with
-/// `Arc` between the tasks of one connection.
+/// Methods take `&self` (the tables are behind a mutex), so it can be shared with `Arc`
+/// between the tasks of one connection.
 pub struct RecoveryContext {
     recovery: Recovery,
     salt: Salt,
     salt_issued: bool,
     subject: Option<String>,
-    revisions: Mutex<BTreeMap<StateKey, u64>>,
+    table: Mutex<Table>,
 }
 
 impl fmt::Debug for RecoveryContext {
@@ -32,13 +82,14 @@ impl fmt::Debug for RecoveryContext {
             .field("salt", &self.salt)
             .field("salt_issued", &self.salt_issued)
             .field("subject", &self.subject)
+            .field("budget", &self.budget())
             .finish_non_exhaustive()
     }
 }
 
 impl RecoveryContext {
-    /// A context for a client that handed back `salt` (for framework authors: the layer's
-    /// extractors build contexts themselves).
+    /// A context for a client that handed back `salt` (for framework authors:
+    /// [`Endpoint::recover`](super::Endpoint::recover) builds contexts itself).
     #[must_use]
     pub fn new(recovery: Recovery, salt: Salt, subject: Option<String>) -> Self {
         Self {
@@ -46,7 +97,7 @@ impl RecoveryContext {
             salt,
             salt_issued: false,
             subject,
-            revisions: Mutex::new(BTreeMap::new()),
+            table: Mutex::new(Table::default()),
         }
     }
 
@@ -61,10 +112,14 @@ impl RecoveryContext {
     }
 
     /// Seals `value` as the entry for `key` at revision `rev`, with the app's `schema`
-    /// version, for this client's salt and subject, and records `rev` as seen.
+    /// version, for this client's salt and subject, and records `rev` as seen and the entry as
+    /// held by the client.
     ///
     /// # Errors
-    /// [`SealError`] if the value does not serialize or is over a limit.
+    /// [`SealError`] if the value does not serialize or is over a limit, and
+    /// [`SealError::OverBudget`] / [`SealError::TooManyEntries`] if the client's reconnect
+    /// message would then be over the bundle cap or the entry cap: the update is not handed
+    /// out, and the client keeps its previous entry for `key`. Trim the state and seal again.
     pub fn seal<T: Serialize + ?Sized>(
         &self,
         key: StateKey,
@@ -73,23 +128,84 @@ impl RecoveryContext {
         value: &T,
     ) -> Result<StateUpdate, SealError> {
         let token = self.recovery.seal(&self.scope(), key, rev, schema, value)?;
-        self.observe_revision(key, rev);
+        let step = self.current_step();
+        let mut table = self.table();
+        Self::check_budget(&table, &self.recovery, key, token.as_str().len())?;
+        Self::raise(&mut table, key, rev);
+        table.held.insert(
+            key,
+            Held {
+                len: token.as_str().len(),
+                token: Some(token.clone()),
+                step,
+                primary: true,
+            },
+        );
         Ok(StateUpdate::new(key, rev, token))
     }
 
-    /// The next revision for `key`: one more than the highest seen (restored, sealed or
-    /// observed), or 1. The number is reserved: two calls never return the same one.
+    fn check_budget(
+        table: &Table,
+        recovery: &Recovery,
+        key: StateKey,
+        len: usize,
+    ) -> Result<(), SealError> {
+        let limits = recovery.limits();
+        let others = table.held.iter().filter(|(k, _)| **k != key);
+        let (count, bytes) = others.fold((0usize, BUNDLE_OVERHEAD), |(n, b), (_, h)| {
+            (
+                n.saturating_add(1),
+                b.saturating_add(h.len).saturating_add(PER_ENTRY),
+            )
+        });
+        if count >= limits.max_entries() {
+            return Err(SealError::TooManyEntries {
+                max: limits.max_entries(),
+            });
+        }
+        let bytes = bytes.saturating_add(len).saturating_add(PER_ENTRY);
+        if bytes > limits.max_bundle_bytes() {
+            return Err(SealError::OverBudget {
+                bytes,
+                max: limits.max_bundle_bytes(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The bundle budget: what the entries held by the client take of the caps.
+    #[must_use]
+    pub fn budget(&self) -> Budget {
+        let table = self.table();
+        let limits = self.recovery.limits();
+        let bytes = table.held.values().fold(BUNDLE_OVERHEAD, |b, h| {
+            b.saturating_add(h.len).saturating_add(PER_ENTRY)
+        });
+        Budget {
+            bytes,
+            max_bytes: limits.max_bundle_bytes(),
+            entries: table.held.len(),
+            max_entries: limits.max_entries(),
+        }
+    }
+
+    /// The next revision for `key`: one more than the highest seen (restored, sealed, claimed
+    /// by a rejected entry, or observed), or 1; at most [`MAX_REVISION`]. The number is
+    /// reserved: two calls never return the same one (below the maximum).
     pub fn next_revision(&self, key: StateKey) -> u64 {
         let mut table = self.table();
-        let next = table.get(&key).map_or(1, |r| r.saturating_add(1));
-        table.insert(key, next);
+        let next = table
+            .revisions
+            .get(&key)
+            .map_or(1, |r| r.saturating_add(1).min(MAX_REVISION));
+        table.revisions.insert(key, next);
         next
     }
 
     /// The highest revision seen for `key`.
     #[must_use]
     pub fn highest_revision(&self, key: StateKey) -> Option<u64> {
-        self.table().get(&key).copied()
+        self.table().revisions.get(&key).copied()
     }
 
     /// Whether `rev` is older than the highest revision seen for `key`: refuse such an update
@@ -99,11 +215,106 @@ impl RecoveryContext {
         self.highest_revision(key).is_some_and(|h| rev < h)
     }
 
-    /// Records `rev` as seen for `key` (keeps the highest).
+    /// Records `rev` as seen for `key` (keeps the highest; at most [`MAX_REVISION`]).
     pub fn observe_revision(&self, key: StateKey, rev: u64) {
-        let mut table = self.table();
-        let slot = table.entry(key).or_insert(rev);
+        Self::raise(&mut self.table(), key, rev);
+    }
+
+    fn raise(table: &mut Table, key: StateKey, rev: u64) {
+        let rev = rev.min(MAX_REVISION);
+        let slot = table.revisions.entry(key).or_insert(rev);
         *slot = (*slot).max(rev);
+    }
+
+    /// Records an entry the client handed back and holds: its token (kept only when this
+    /// connection may refresh it), time step and key position.
+    pub(crate) fn hold(&self, key: StateKey, token: &str, step: u64, primary: bool, refresh: bool) {
+        let held = Held {
+            token: refresh.then(|| Token::from_string(token.to_owned())),
+            len: token.len(),
+            step,
+            primary,
+        };
+        self.table().held.insert(key, held);
+    }
+
+    /// Re-seals, at the same revision, schema and payload, every entry this connection may
+    /// refresh that was sealed in an earlier time step or under a key that is no longer the
+    /// ring's first, so state that is in use never ages out and moves to the current key.
+    /// Returns the updates to send (the client replaces an entry by one of equal revision).
+    /// Call it after a reconnect (the [`Endpoint`](super::Endpoint) does) and then at least
+    /// once per OTP step on a long-lived connection (the axum session does).
+    #[must_use]
+    pub fn refresh(&self) -> Vec<StateUpdate> {
+        let step = self.current_step();
+        let due: Vec<(StateKey, Token)> = self
+            .table()
+            .held
+            .iter()
+            .filter(|(_, h)| h.step < step || !h.primary)
+            .filter_map(|(k, h)| h.token.clone().map(|t| (*k, t)))
+            .collect();
+        due.into_iter()
+            .filter_map(|(key, old)| match self.reseal(key, &old) {
+                Ok(update) => Some(update),
+                Err(e) => {
+                    tracing::warn!(
+                        target: "state_recovery",
+                        key = %key,
+                        error = %e,
+                        "state entry not refreshed"
+                    );
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// Seals a held token's payload again (it was verified when restored, or sealed here).
+    fn reseal(&self, key: StateKey, old: &Token) -> Result<StateUpdate, SealError> {
+        let max = self.recovery.limits().max_token_bytes();
+        let bytes =
+            token::decode(old.as_str().as_bytes(), max).map_err(|_| SealError::TooLarge {
+                len: old.as_str().len(),
+                max,
+            })?;
+        let parts = token::parse(&bytes).map_err(|_| SealError::TooLarge {
+            len: old.as_str().len(),
+            max,
+        })?;
+        let text = std::str::from_utf8(parts.payload).map_err(|e| {
+            SealError::Serialize(serde::ser::Error::custom(format!("payload: {e}")))
+        })?;
+        let payload: &RawValue = serde_json::from_str(text).map_err(SealError::Serialize)?;
+        let token =
+            self.recovery
+                .seal(&self.scope(), key, parts.revision, parts.schema, payload)?;
+        let step = self.current_step();
+        self.table().held.insert(
+            key,
+            Held {
+                len: token.as_str().len(),
+                token: Some(token.clone()),
+                step,
+                primary: true,
+            },
+        );
+        Ok(StateUpdate::new(key, parts.revision, token))
+    }
+
+    /// Records whether the application used the restored entry for `key` (for the
+    /// `recovered` counts).
+    pub(crate) fn record_use(&self, key: StateKey, used: bool) {
+        self.table().usage.insert(key, used);
+    }
+
+    /// What the application did with the restored entry for `key`, if it said.
+    pub(crate) fn usage(&self, key: &StateKey) -> Option<bool> {
+        self.table().usage.get(key).copied()
+    }
+
+    fn current_step(&self) -> u64 {
+        self.recovery.otp().step_at(self.recovery.now())
     }
 
     /// Whose entries these are: the salt and subject, for [`Recovery::open_entries`] and
@@ -144,23 +355,34 @@ impl RecoveryContext {
         &self.recovery
     }
 
-    fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<StateKey, u64>> {
-        // The table is always consistent (single inserts), so a poisoned lock is still usable.
-        self.revisions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn table(&self) -> MutexGuard<'_, Table> {
+        // The tables are always consistent (single inserts), so a poisoned lock is usable.
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{KeyId, KeyRing, Pepper};
+    use crate::{KeyId, KeyRing, Limits, ManualClock, OtpSettings, Pepper};
+    use std::sync::Arc;
+
+    fn recovery(limits: Limits) -> (Recovery, Arc<ManualClock>) {
+        let ring = KeyRing::single(KeyId::new("k1").unwrap(), Pepper::generate()).unwrap();
+        let clock = Arc::new(ManualClock::new(1_700_000_000));
+        let r = Recovery::builder(ring)
+            .limits(limits)
+            .otp(OtpSettings::new(100, 1).unwrap())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        (r, clock)
+    }
 
     #[test]
-    fn revisions_only_go_up() {
-        let ring = KeyRing::single(KeyId::new("k1").unwrap(), Pepper::generate()).unwrap();
-        let ctx = RecoveryContext::fresh(Recovery::builder(ring).build().unwrap(), None);
+    fn revisions_only_go_up_and_stay_safe_for_javascript() {
+        let (r, _) = recovery(Limits::default());
+        let ctx = RecoveryContext::fresh(r, None);
         let key = StateKey::from_bytes([1; 16]);
         assert!(ctx.salt_issued());
         assert_eq!(ctx.highest_revision(key), None);
@@ -174,5 +396,62 @@ mod tests {
         let update = ctx.seal(key, 11, 1, &"v").unwrap();
         assert_eq!((update.key(), update.rev()), (key, 11));
         assert_eq!(ctx.next_revision(key), 12);
+        ctx.observe_revision(key, u64::MAX);
+        assert_eq!(ctx.highest_revision(key), Some(MAX_REVISION));
+        assert_eq!(ctx.next_revision(key), MAX_REVISION);
+    }
+
+    #[test]
+    fn refresh_reseals_old_steps_at_the_same_revision() {
+        let (r, clock) = recovery(Limits::default());
+        let ctx = RecoveryContext::fresh(r.clone(), None);
+        let key = StateKey::from_bytes([2; 16]);
+        let first = ctx
+            .seal(key, 7, 3, &serde_json::json!({"a": [1, 2]}))
+            .unwrap();
+        assert!(ctx.refresh().is_empty(), "nothing is due in the same step");
+        clock.advance(100);
+        let again = ctx.refresh();
+        assert_eq!(again.len(), 1);
+        let u = &again[0];
+        assert_eq!((u.key(), u.rev()), (key, 7));
+        assert_ne!(u.token(), first.token());
+        let opened = r
+            .open_at::<serde_json::Value>(&ctx.scope(), key, u.token().as_str())
+            .unwrap();
+        assert_eq!((opened.schema, opened.revision), (3, 7));
+        assert_eq!(opened.value, serde_json::json!({"a": [1, 2]}));
+        assert_eq!(opened.step, 1_700_000_100 / 100);
+        assert!(ctx.refresh().is_empty(), "refreshed entries are current");
+    }
+
+    #[test]
+    fn the_budget_keeps_the_bundle_under_its_caps() {
+        let limits = Limits::default()
+            .with_max_token_bytes(1024)
+            .with_max_bundle_bytes(2048)
+            .with_max_entries(3);
+        let (r, _) = recovery(limits);
+        let ctx = RecoveryContext::fresh(r, None);
+        let big = "x".repeat(600);
+        let k = |i: u8| StateKey::from_bytes([i; 16]);
+        ctx.seal(k(1), 1, 1, &big).unwrap();
+        ctx.seal(k(2), 1, 1, &big).unwrap();
+        // A third large entry would put the bundle over 2 KiB.
+        let err = ctx.seal(k(3), 1, 1, &big).unwrap_err();
+        assert!(
+            matches!(err, SealError::OverBudget { max: 2048, .. }),
+            "{err}"
+        );
+        // Replacing an entry counts its new size only.
+        ctx.seal(k(1), 2, 1, &big).unwrap();
+        ctx.seal(k(3), 1, 1, &"small").unwrap();
+        assert_eq!(
+            ctx.seal(k(4), 1, 1, &"small").unwrap_err().to_string(),
+            SealError::TooManyEntries { max: 3 }.to_string()
+        );
+        let b = ctx.budget();
+        assert_eq!((b.entries, b.max_entries, b.max_bytes), (3, 3, 2048));
+        assert!(b.bytes <= b.max_bytes);
     }
 }

@@ -94,15 +94,76 @@ impl Serialize for StateUpdate {
     }
 }
 
-/// `{"type":"recovered","restored":N,"rejected":M}`: sent once after the reconnect message
-/// was processed. Counts only: the client never learns why an entry was rejected.
+/// `{"type":"recovered","restored":N,"rejected":M,"limits":{...}}`: sent once per connection
+/// after the reconnect message was processed and the application restored its state. Counts
+/// only: the client never learns why an entry was rejected. `restored` counts the entries the
+/// application used; every other entry of the message is `rejected`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename = "recovered")]
 pub struct RecoveredMessage {
-    /// Entries restored.
+    /// Entries restored (used by the application).
     pub restored: usize,
-    /// Entries rejected.
+    /// Entries rejected, or unused; a message refused whole counts as one.
     pub rejected: usize,
+    /// The limits the client must keep its reconnect message within.
+    pub limits: LimitsMessage,
+}
+
+/// The limits announced in [`RecoveredMessage`]: `{"maxTokenBytes":..,"maxBundleBytes":..,
+/// "maxEntries":..}`. The JS client never stores a longer token and never sends a longer or
+/// fuller reconnect message (it drops its oldest entries first and reports each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsMessage {
+    /// [`Limits::max_token_bytes`](crate::Limits::max_token_bytes).
+    pub max_token_bytes: usize,
+    /// [`Limits::max_bundle_bytes`](crate::Limits::max_bundle_bytes).
+    pub max_bundle_bytes: usize,
+    /// [`Limits::max_entries`](crate::Limits::max_entries).
+    pub max_entries: usize,
+}
+
+impl From<&crate::Limits> for LimitsMessage {
+    fn from(l: &crate::Limits) -> Self {
+        Self {
+            max_token_bytes: l.max_token_bytes(),
+            max_bundle_bytes: l.max_bundle_bytes(),
+            max_entries: l.max_entries(),
+        }
+    }
+}
+
+/// `{"type":"drop","key":"<32 hex>"}`: the client should forget its entry for `key`. Sent for
+/// entries rejected as `expired`, which can never open again, so a tab that was away longer
+/// than the window stops resending dead tokens. Nothing else is ever dropped this way: an
+/// entry another worker might still open (an unknown key id during a ring roll-out, a clock
+/// ahead) stays with the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DropMessage {
+    key: StateKey,
+}
+
+impl DropMessage {
+    /// The message for `key`.
+    #[must_use]
+    pub const fn new(key: StateKey) -> Self {
+        Self { key }
+    }
+
+    /// The state key.
+    #[must_use]
+    pub const fn key(&self) -> StateKey {
+        self.key
+    }
+}
+
+impl Serialize for DropMessage {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_struct("DropMessage", 2)?;
+        m.serialize_field("type", "drop")?;
+        m.serialize_field("key", &self.key.to_string())?;
+        m.end()
+    }
 }
 
 impl RecoveredMessage {
@@ -124,6 +185,8 @@ pub enum ServerMessage {
     State(StateUpdate),
     /// `{"type":"recovered",...}`
     Recovered(RecoveredMessage),
+    /// `{"type":"drop",...}`
+    Drop(DropMessage),
 }
 
 impl ServerMessage {
@@ -152,6 +215,12 @@ impl From<RecoveredMessage> for ServerMessage {
     }
 }
 
+impl From<DropMessage> for ServerMessage {
+    fn from(m: DropMessage) -> Self {
+        Self::Drop(m)
+    }
+}
+
 /// These messages hold only strings and integers, so serializing cannot fail.
 fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
@@ -172,10 +241,16 @@ mod tests {
         let r = RecoveredMessage {
             restored: 2,
             rejected: 1,
+            limits: (&crate::Limits::default()).into(),
         };
         assert_eq!(
             ServerMessage::from(r).to_json(),
-            r#"{"type":"recovered","restored":2,"rejected":1}"#
+            r#"{"type":"recovered","restored":2,"rejected":1,"limits":{"maxTokenBytes":65536,"maxBundleBytes":1048576,"maxEntries":1024}}"#
+        );
+        let d = DropMessage::new(StateKey::from_bytes([0xab; 16]));
+        assert_eq!(
+            ServerMessage::from(d).to_json(),
+            format!(r#"{{"type":"drop","key":"{}"}}"#, "ab".repeat(16))
         );
     }
 }

@@ -2,7 +2,7 @@
 //! malformed input of every kind.
 
 use serde_json::{json, Value};
-use state_recovery::{bundle_json, Limits, Location, Reason, Recovery, Scope, StateKey};
+use state_recovery::{reconnect_message, Limits, Location, Reason, Recovery, Scope, StateKey};
 
 use crate::common::{recovery, ring, salt, NOW};
 
@@ -36,7 +36,7 @@ fn one_bad_entry_leaves_the_others_intact() {
     let restored = r
         .open_bundle(
             None,
-            bundle_json(&s, tokens.iter().map(String::as_str)).as_bytes(),
+            reconnect_message(&s, tokens.iter().map(String::as_str)).as_bytes(),
         )
         .unwrap();
     assert_eq!(restored.len(), 2);
@@ -68,7 +68,7 @@ fn a_key_that_appears_twice_is_rejected_for_that_key() {
     let a1 = r.seal(&scope, ks[0], 1, 1, &json!("old")).unwrap();
     let a2 = r.seal(&scope, ks[0], 2, 1, &json!("new")).unwrap();
     let b = r.seal(&scope, ks[1], 1, 1, &json!("b")).unwrap();
-    let json = bundle_json(&s, [a1.as_str(), b.as_str(), a2.as_str(), a1.as_str()]);
+    let json = reconnect_message(&s, [a1.as_str(), b.as_str(), a2.as_str(), a1.as_str()]);
     let restored = r.open_bundle(None, json.as_bytes()).unwrap();
     assert!(
         restored.get::<Value>(&ks[0]).unwrap().is_none(),
@@ -83,7 +83,7 @@ fn a_key_that_appears_twice_is_rejected_for_that_key() {
         .collect();
     assert_eq!(dup, [0, 2, 3]);
     // A forged twin cannot knock out an authentic entry: only authentic entries count.
-    let json = bundle_json(
+    let json = reconnect_message(
         &s,
         [
             b.as_str(),
@@ -101,16 +101,28 @@ fn caps_are_checked_before_any_mac() {
     let t = r
         .seal(&Scope::new(&s), keys(&r, 1)[0], 0, 1, &json!(1))
         .unwrap();
-    // Over the entry cap: the bundle is refused as a whole.
-    let many = vec![t.as_str(); Limits::DEFAULT_MAX_ENTRIES + 1];
-    let err = r
-        .open_bundle(None, bundle_json(&s, many).as_bytes())
-        .unwrap_err();
-    assert_eq!(err.reason(), Reason::TooLarge);
+    // Over the entry cap: the tokens past it are rejected unread, the others are opened.
+    let ks = keys(&r, 2);
+    let first = r.seal(&Scope::new(&s), ks[1], 0, 1, &json!(2)).unwrap();
+    let mut many = vec![first.as_str()];
+    many.extend(vec![t.as_str(); Limits::DEFAULT_MAX_ENTRIES + 1]);
+    let restored = r
+        .open_bundle(None, reconnect_message(&s, many).as_bytes())
+        .unwrap();
+    assert_eq!(restored.len(), 1, "the entry within the cap is restored");
+    let past: Vec<_> = restored
+        .rejected()
+        .iter()
+        .filter(|x| x.index >= Limits::DEFAULT_MAX_ENTRIES)
+        .collect();
+    assert_eq!(past.len(), 2);
+    assert!(past
+        .iter()
+        .all(|x| x.reason == Reason::TooLarge && x.claimed_key.is_none()));
     // At the cap: all duplicates of one key, all authentic, none wins.
     let at_cap = vec![t.as_str(); Limits::DEFAULT_MAX_ENTRIES];
     let restored = r
-        .open_bundle(None, bundle_json(&s, at_cap).as_bytes())
+        .open_bundle(None, reconnect_message(&s, at_cap).as_bytes())
         .unwrap();
     assert!(restored.is_empty());
     assert_eq!(restored.rejected().len(), Limits::DEFAULT_MAX_ENTRIES);
@@ -129,7 +141,7 @@ fn caps_are_checked_before_any_mac() {
     let restored = r
         .open_bundle(
             None,
-            bundle_json(&s, [huge.as_str(), t.as_str()]).as_bytes(),
+            reconnect_message(&s, [huge.as_str(), t.as_str()]).as_bytes(),
         )
         .unwrap();
     assert_eq!(restored.len(), 1);
@@ -213,7 +225,7 @@ fn escaped_tokens_and_subjects_in_bundles() {
         r.open_bundle(Some("u1"), json.as_bytes()).unwrap().len(),
         usize::from(t.as_str().contains('A'))
     );
-    let json = bundle_json(&s, [t.as_str()]);
+    let json = reconnect_message(&s, [t.as_str()]);
     assert_eq!(r.open_bundle(Some("u1"), json.as_bytes()).unwrap().len(), 1);
     let other = r.open_bundle(Some("u2"), json.as_bytes()).unwrap();
     assert!(other.is_empty());
@@ -228,7 +240,7 @@ fn schema_versions_and_types_are_checked_on_get() {
     let k = keys(&r, 1)[0];
     let t = r.seal(&Scope::new(&s), k, 4, 2, &json!({"n": 1})).unwrap();
     let restored = r
-        .open_bundle(None, bundle_json(&s, [t.as_str()]).as_bytes())
+        .open_bundle(None, reconnect_message(&s, [t.as_str()]).as_bytes())
         .unwrap();
     assert_eq!(
         restored.get_schema::<Value>(&k, 3).unwrap_err().reason(),

@@ -132,13 +132,20 @@ async fn send(app: &Router, req: Request<Body>) -> (StatusCode, Value) {
     (status, serde_json::from_slice(&bytes).unwrap())
 }
 
+/// `{"type":"recovered",...}` with the default limits.
+fn recovered_msg(restored: impl Into<Value>, rejected: impl Into<Value>) -> Value {
+    json!({"type": "recovered", "restored": restored.into(), "rejected": rejected.into(),
+        "limits": {"maxTokenBytes": 65536, "maxBundleBytes": 1048576, "maxEntries": 1024}})
+}
+
 fn fresh_salt_issued(v: &Value) -> bool {
     let m = &v["messages"];
     m[0]["type"] == "salt"
         && m[0]["salt"]
             .as_str()
             .is_some_and(|s| Salt::decode(s).is_ok())
-        && m[1] == json!({"type": "recovered", "restored": 0, "rejected": m[1]["rejected"]})
+        && m[1]["type"] == "recovered"
+        && m[1]["restored"] == 0
 }
 
 #[tokio::test]
@@ -220,10 +227,7 @@ async fn header_bundle_restores_typed_values() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["counter"], 41);
     assert_eq!(v["note"], "half-typed");
-    assert_eq!(
-        v["messages"],
-        json!([{"type": "recovered", "restored": 2, "rejected": 0}])
-    );
+    assert_eq!(v["messages"], json!([recovered_msg(2, 0)]));
     assert_eq!(v["salt"], s.encode());
     assert_eq!(v["salt_issued"], false);
     // Revisions continue after the restored one.
@@ -266,10 +270,7 @@ async fn tampered_entry_is_rejected_and_the_others_restored() {
     assert_eq!(v["note"], "kept");
     assert_eq!(v["counter"], Value::Null);
     assert_eq!(v["rejected"], json!(["bad-signature"]));
-    assert_eq!(
-        v["messages"],
-        json!([{"type": "recovered", "restored": 1, "rejected": 1}])
-    );
+    assert_eq!(v["messages"], json!([recovered_msg(1, 1)]));
 }
 
 #[tokio::test]
@@ -402,10 +403,7 @@ async fn another_users_salt_restores_nothing() {
     assert_eq!(v["restored"], 0);
     assert_eq!(v["rejected"], json!(["bad-signature", "bad-signature"]));
     // The client's own salt is valid, so it is kept: no new salt message.
-    assert_eq!(
-        v["messages"],
-        json!([{"type": "recovered", "restored": 0, "rejected": 2}])
-    );
+    assert_eq!(v["messages"], json!([recovered_msg(0, 2)]));
 }
 
 #[tokio::test]
@@ -467,10 +465,7 @@ async fn client_input_comes_through_separately_and_is_never_opened() {
     assert_eq!(v["input"]["signup"]["name"], json!(["Ada"]));
     assert_eq!(v["input"]["signup"]["entries"], json!([token.as_str()]));
     assert_eq!(v["input"]["signup"]["tags"], json!(["a", "b"]));
-    assert_eq!(
-        v["messages"],
-        json!([{"type": "recovered", "restored": 0, "rejected": 0}])
-    );
+    assert_eq!(v["messages"], json!([recovered_msg(0, 0)]));
 
     // Bad input is dropped whole; the signed entries are restored regardless.
     let msg = json!({
@@ -514,10 +509,23 @@ async fn rejections_look_identical_whatever_the_reason() {
         let body = res.into_body().collect().await.unwrap().to_bytes();
         seen.push((status, headers, body));
     }
+    // An expired entry also gets a `drop` (the client can read the step in its own token, so
+    // this tells it nothing it could not compute); apart from that, all look the same.
+    let expired = seen.pop().unwrap();
     assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
+    let with_drop: Value = serde_json::from_slice(&expired.2).unwrap();
+    assert_eq!(with_drop[0], recovered_msg(0, 1));
+    assert_eq!(
+        with_drop[1],
+        json!({"type": "drop", "key": k.counter.to_string()})
+    );
+    assert_eq!(
+        (expired.0, with_drop.as_array().map(Vec::len)),
+        (seen[0].0, Some(2))
+    );
     assert_eq!(
         serde_json::from_slice::<Value>(&seen[0].2).unwrap(),
-        json!([{"type": "recovered", "restored": 0, "rejected": 1}])
+        json!([recovered_msg(0, 1)])
     );
     // The handler, though, knows why.
     let (_, v) = send(
@@ -659,10 +667,7 @@ async fn websocket_session_recovers_and_handles_bad_first_messages() {
     let salt_msg = recv_json(&mut c).await;
     assert_eq!(salt_msg["type"], "salt");
     let s = Salt::decode(salt_msg["salt"].as_str().unwrap()).unwrap();
-    assert_eq!(
-        recv_json(&mut c).await,
-        json!({"type": "recovered", "restored": 0, "rejected": 0})
-    );
+    assert_eq!(recv_json(&mut c).await, recovered_msg(0, 0));
     let state = recv_json(&mut c).await;
     assert_eq!(
         (state["type"].as_str(), state["rev"].as_u64()),
@@ -679,33 +684,32 @@ async fn websocket_session_recovers_and_handles_bad_first_messages() {
     let mut msg = message(Some(&s), &[&token]);
     msg["input"] = json!({"f": {"q": "typed"}});
     let mut c = connect(&url, Some(msg.to_string())).await;
-    assert_eq!(
-        recv_json(&mut c).await,
-        json!({"type": "recovered", "restored": 1, "rejected": 0})
-    );
+    assert_eq!(recv_json(&mut c).await, recovered_msg(1, 0));
     let state = recv_json(&mut c).await;
     assert_eq!(state["rev"], 2);
     let hello = recv_json(&mut c).await;
     assert_eq!(hello["q"], "typed");
     assert_eq!(hello["first"], Value::Null);
 
-    // Not a reconnect message: a new client, and the app still gets the message.
+    // JSON that is not a reconnect message: a new client, and the app still gets it.
+    let mut c = connect(&url, Some(r#"{"type":"hello"}"#.to_owned())).await;
+    assert_eq!(recv_json(&mut c).await["type"], "salt");
+    assert_eq!(recv_json(&mut c).await, recovered_msg(0, 0));
+    assert_eq!(recv_json(&mut c).await["rev"], 1);
+    assert_eq!(recv_json(&mut c).await["first"], r#"{"type":"hello"}"#);
+
+    // Not JSON at all: refused like any unusable reconnect message (one rejection counted),
+    // and not handed to the app.
     let mut c = connect(&url, Some("hello there".to_owned())).await;
     assert_eq!(recv_json(&mut c).await["type"], "salt");
-    assert_eq!(
-        recv_json(&mut c).await,
-        json!({"type": "recovered", "restored": 0, "rejected": 0})
-    );
+    assert_eq!(recv_json(&mut c).await, recovered_msg(0, 1));
     assert_eq!(recv_json(&mut c).await["rev"], 1);
-    assert_eq!(recv_json(&mut c).await["first"], "hello there");
+    assert_eq!(recv_json(&mut c).await["first"], Value::Null);
 
     // A broken reconnect message: a new client, one rejection counted.
     let mut c = connect(&url, Some(r#"{"type":"recover","salt":123}"#.to_owned())).await;
     assert_eq!(recv_json(&mut c).await["type"], "salt");
-    assert_eq!(
-        recv_json(&mut c).await,
-        json!({"type": "recovered", "restored": 0, "rejected": 1})
-    );
+    assert_eq!(recv_json(&mut c).await, recovered_msg(0, 1));
 
     // Silence: after the timeout, a new client.
     let mut c = connect(&url, None).await;
@@ -725,10 +729,7 @@ async fn websocket_oversized_first_message_is_too_large() {
     msg["input"] = json!({"f": {"pad": "x".repeat(Limits::DEFAULT_MAX_BUNDLE_BYTES)}});
     let mut c = connect(&url, Some(msg.to_string())).await;
     assert_eq!(recv_json(&mut c).await["type"], "salt");
-    assert_eq!(
-        recv_json(&mut c).await,
-        json!({"type": "recovered", "restored": 0, "rejected": 1})
-    );
+    assert_eq!(recv_json(&mut c).await, recovered_msg(0, 1));
     // Nothing was restored: the counter starts over.
     let state = recv_json(&mut c).await;
     assert_eq!(state["rev"], 1);

@@ -17,9 +17,11 @@ mod common;
 mod kat;
 #[cfg(feature = "axum")]
 mod layer;
+mod lifecycle;
 #[cfg(feature = "axum")]
 mod reconnect;
 mod regressions;
 mod roundtrip;
 mod slots;
+mod transport;
 mod vectors;

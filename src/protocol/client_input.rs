@@ -166,10 +166,19 @@ impl ClientInput {
             #[serde(borrow, default)]
             input: Option<&'a RawValue>,
         }
-        let input = match serde_json::from_slice::<Envelope<'_>>(message) {
-            Ok(Envelope { input: Some(raw) }) => raw,
-            Ok(Envelope { input: None }) => return Self::default(),
-            Err(_) => return Self::failed(InputError::Malformed),
+        match serde_json::from_slice::<Envelope<'_>>(message) {
+            Ok(Envelope { input }) => Self::from_input(input, limits),
+            Err(_) => Self::failed(InputError::Malformed),
+        }
+    }
+
+    /// Reads the `"input"` field's JSON text itself (`None` or `null`: empty input), as
+    /// [`Endpoint::recover`](super::Endpoint::recover) hands it over from the one parse of the
+    /// message's envelope.
+    #[must_use]
+    pub fn from_input(input: Option<&RawValue>, limits: &InputLimits) -> Self {
+        let Some(input) = input.filter(|raw| raw.get() != "null") else {
+            return Self::default();
         };
         match Self::parse(input.get().as_bytes(), limits) {
             Ok(forms) => Self { forms, error: None },

@@ -1,0 +1,473 @@
+//! The server end of the reconnect handshake, for any transport: a reconnect message (or its
+//! absence) in, a [`Recovered`] out.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::client_input::{ClientInput, InputLimits};
+use super::context::RecoveryContext;
+use super::message::{DropMessage, RecoveredMessage, SaltMessage, ServerMessage};
+use crate::bundle::{Bundle, Rejected, Restored};
+use crate::error::Reason;
+use crate::key::StateKey;
+use crate::recovery::{Recovery, Scope};
+use crate::registry::Registry;
+
+/// The application's side of the protocol, transport apart: the [`Recovery`], the caps on
+/// client input, the registry of declared slots (optional), and whether restored entries are
+/// refreshed. Build it once; [`recover`](Self::recover) each connection's first message.
+///
+/// The axum layer ([`StateRecoveryLayer`](crate::layer::StateRecoveryLayer)) wraps one; a
+/// framework with its own transport uses it directly:
+///
+/// ```
+/// use state_recovery::protocol::Endpoint;
+/// use state_recovery::{KeyId, KeyRing, Pepper, Recovery};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let recovery = Recovery::builder(KeyRing::single(KeyId::new("k1")?, Pepper::generate())?).build()?;
+/// let endpoint = Endpoint::new(recovery);
+/// // The first text message of a new connection (here: a client with nothing stashed).
+/// let recovered = endpoint.recover(Some(br#"{"type":"recover","salt":null,"entries":[]}"#), None);
+/// let replies: Vec<String> = recovered.messages().iter().map(|m| m.to_json()).collect();
+/// assert!(replies[0].starts_with(r#"{"type":"salt","#));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Endpoint {
+    recovery: Recovery,
+    input_limits: InputLimits,
+    registry: Option<Arc<Registry>>,
+    refresh: bool,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("recovery", &self.recovery)
+            .field("input_limits", &self.input_limits)
+            .field("registry", &self.registry)
+            .field("refresh", &self.refresh)
+            .finish()
+    }
+}
+
+impl Endpoint {
+    /// An endpoint with default input limits, no registry, and refreshing on.
+    #[must_use]
+    pub fn new(recovery: Recovery) -> Self {
+        Self {
+            recovery,
+            input_limits: InputLimits::default(),
+            registry: None,
+            refresh: true,
+        }
+    }
+
+    /// The application's declared slots: verified entries no slot claims are counted and
+    /// logged as `unclaimed`, and only entries under a slot's current key are refreshed.
+    #[must_use]
+    pub fn with_registry(mut self, registry: Arc<Registry>) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Caps on the untrusted client input.
+    #[must_use]
+    pub fn with_input_limits(mut self, limits: InputLimits) -> Self {
+        self.input_limits = limits;
+        self
+    }
+
+    /// Does not re-seal restored entries from an older time step or under a rotated key (on by
+    /// default: without it, state in a tab that keeps reconnecting ages out after the window,
+    /// and a rotation leaves entries under the old key until it is removed).
+    #[must_use]
+    pub fn without_refresh(mut self) -> Self {
+        self.refresh = false;
+        self
+    }
+
+    /// The recovery.
+    #[must_use]
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// The caps on client input.
+    #[must_use]
+    pub fn input_limits(&self) -> &InputLimits {
+        &self.input_limits
+    }
+
+    /// The registry, if any.
+    #[must_use]
+    pub fn registry(&self) -> Option<&Arc<Registry>> {
+        self.registry.as_ref()
+    }
+
+    /// Processes a reconnect message (its JSON text), or its absence, for the authenticated
+    /// `subject`: checks its size, parses its envelope once, opens its entries one by one,
+    /// reads its client input separately, logs each rejection with `tracing`, continues the
+    /// revisions of rejected entries, and re-seals restored entries that are due. Never fails:
+    /// a message that cannot be used is refused whole (counted as one rejected entry) and the
+    /// client starts fresh with a new salt; no message is a new client.
+    #[must_use]
+    pub fn recover(&self, message: Option<&[u8]>, subject: Option<&str>) -> Recovered {
+        let Some(message) = message else {
+            return self.fresh(subject, None, ClientInput::default());
+        };
+        if message.len() > self.recovery.limits().max_bundle_bytes() {
+            // Refused before parsing anything, let alone computing a MAC.
+            return self.refused(Reason::TooLarge, subject);
+        }
+        let envelope = match serde_json::from_slice::<Envelope<'_>>(message) {
+            Ok(e) if matches!(e.kind.as_deref(), None | Some("recover")) => e,
+            _ => return self.refused(Reason::Malformed, subject),
+        };
+        let input = ClientInput::from_input(envelope.input, &self.input_limits);
+        if let Some(e) = input.error() {
+            tracing::info!(target: "state_recovery", reason = e.code(), "client input dropped");
+        }
+        let Some(salt) = envelope.salt else {
+            return self.fresh(subject, None, input);
+        };
+        let bundle = match Bundle::from_raw_parts(&salt, envelope.entries, self.recovery.limits()) {
+            Ok(b) => b,
+            Err(e) => return self.fresh(subject, Some(e.reason()), input),
+        };
+        self.open(&bundle, subject, input)
+    }
+
+    fn open(&self, bundle: &Bundle<'_>, subject: Option<&str>, input: ClientInput) -> Recovered {
+        let scope = Scope::new(bundle.salt()).with_optional_subject(subject);
+        let restored = bundle.open(&self.recovery, &scope);
+        let context = RecoveryContext::new(
+            self.recovery.clone(),
+            bundle.salt().clone(),
+            subject.map(str::to_owned),
+        );
+        let tokens: Vec<&str> = bundle.tokens().collect();
+        let mut pending: Vec<ServerMessage> = Vec::new();
+        for r in restored.rejected() {
+            log_rejected(r);
+            if let (Some(key), Some(rev)) = (r.claimed_key, r.claimed_revision) {
+                context.observe_revision(key, rev);
+                if r.reason == Reason::Expired && restored.raw(&key).is_none() {
+                    pending.push(DropMessage::new(key).into());
+                }
+            }
+        }
+        for entry in restored.accepted() {
+            context.observe_revision(entry.key, entry.revision);
+            let claimed = self
+                .registry
+                .as_ref()
+                .map_or(true, |r| r.is_slot_key(&entry.key));
+            let text = restored.index_of(&entry.key).and_then(|i| tokens.get(i));
+            if let Some(text) = text {
+                context.hold(entry.key, text, entry.step, entry.primary, claimed);
+            }
+        }
+        let unclaimed = self
+            .registry
+            .as_ref()
+            .map_or(0, |r| r.report_unclaimed(&restored));
+        if self.refresh {
+            pending.splice(0..0, context.refresh().into_iter().map(Into::into));
+        }
+        tracing::debug!(
+            target: "state_recovery",
+            accepted = restored.len(),
+            rejected = restored.rejected().len(),
+            unclaimed,
+            refreshed = pending.len(),
+            "reconnect message opened"
+        );
+        Recovered {
+            restored,
+            input,
+            context,
+            rejection: None,
+            unclaimed,
+            registry: self.registry.clone(),
+            pending,
+            body: None,
+        }
+    }
+
+    /// A new client: fresh salt, nothing restored.
+    #[must_use]
+    pub fn fresh_client(&self, subject: Option<&str>) -> Recovered {
+        self.fresh(subject, None, ClientInput::default())
+    }
+
+    /// A reconnect message refused whole by the transport or here (`too-large` over the
+    /// bundle cap, `malformed` when it is not a reconnect message): counted as one rejected
+    /// entry; the client starts fresh with a new salt.
+    #[must_use]
+    pub fn refused(&self, reason: Reason, subject: Option<&str>) -> Recovered {
+        self.fresh(subject, Some(reason), ClientInput::default())
+    }
+
+    fn fresh(
+        &self,
+        subject: Option<&str>,
+        rejection: Option<Reason>,
+        input: ClientInput,
+    ) -> Recovered {
+        if let Some(reason) = rejection {
+            tracing::info!(
+                target: "state_recovery",
+                reason = reason.code(),
+                "reconnect message rejected; treating the client as new"
+            );
+        }
+        let context = RecoveryContext::fresh(self.recovery.clone(), subject.map(str::to_owned));
+        Recovered {
+            restored: Restored::default(),
+            input,
+            context,
+            rejection,
+            unclaimed: 0,
+            registry: self.registry.clone(),
+            pending: Vec::new(),
+            body: None,
+        }
+    }
+}
+
+/// The reconnect message's top-level fields, parsed once: the bundle and the client input are
+/// handed, as raw JSON, to the one module that reads each.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    salt: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    entries: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+}
+
+/// Whether `message` is a JSON object whose `type` is `recover` (a WebSocket's first message
+/// may be the application's own otherwise).
+#[must_use]
+pub fn is_reconnect_message(message: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Kind<'a> {
+        #[serde(rename = "type", borrow, default)]
+        kind: Option<Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Kind<'_>>(message).is_ok_and(|k| k.kind.as_deref() == Some("recover"))
+}
+
+/// One event per rejected entry: the state key it claims (hex) and the reason code. Never the
+/// token, payload, salt or any secret.
+fn log_rejected(r: &Rejected) {
+    let key = r
+        .claimed_key
+        .map_or_else(|| "-".to_owned(), |k| k.to_string());
+    tracing::info!(
+        target: "state_recovery",
+        key = %key,
+        index = r.index,
+        reason = r.reason.code(),
+        "state entry not restored"
+    );
+}
+
+/// What one reconnect message restored: signed state (verified entry by entry), untrusted
+/// client input (separately), the [`RecoveryContext`] to seal new state with, and the
+/// messages the client must be sent.
+pub struct Recovered {
+    restored: Restored,
+    input: ClientInput,
+    context: RecoveryContext,
+    rejection: Option<Reason>,
+    unclaimed: usize,
+    registry: Option<Arc<Registry>>,
+    pending: Vec<ServerMessage>,
+    body: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for Recovered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recovered")
+            .field("restored", &self.restored)
+            .field("input", &self.input)
+            .field("context", &self.context)
+            .field("rejection", &self.rejection)
+            .field("unclaimed", &self.unclaimed)
+            .field("pending", &self.pending.len())
+            // The body may hold anything the user typed: its length only.
+            .field("body_len", &self.body.as_ref().map(Vec::len))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Recovered {
+    /// The restored value for `key` as a `T`; `None` if there was no accepted entry for it or
+    /// its JSON is not a `T` (logged as `invalid-payload`). Prefer
+    /// [`Slot::restore`](crate::Slot::restore), which migrates older versions.
+    #[must_use]
+    pub fn get<T: DeserializeOwned>(&self, key: StateKey) -> Option<T> {
+        self.used(key, self.restored.get(&key)).map(|o| o.value)
+    }
+
+    /// As [`get`](Self::get), but an entry sealed with another `schema` version is `None`
+    /// too (logged as `outdated`): the component starts fresh.
+    #[must_use]
+    pub fn get_schema<T: DeserializeOwned>(&self, key: StateKey, schema: u32) -> Option<T> {
+        self.used(key, self.restored.get_schema(&key, schema))
+            .map(|o| o.value)
+    }
+
+    fn used<T>(
+        &self,
+        key: StateKey,
+        got: Result<Option<crate::Opened<T>>, crate::Rejection>,
+    ) -> Option<crate::Opened<T>> {
+        match got {
+            Ok(Some(o)) => {
+                self.context.record_use(key, true);
+                Some(o)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                self.context.record_use(key, false);
+                tracing::info!(
+                    target: "state_recovery",
+                    key = %key,
+                    reason = e.reason().code(),
+                    "restored entry not usable"
+                );
+                None
+            }
+        }
+    }
+
+    /// Every accepted entry, and the rejected ones.
+    #[must_use]
+    pub fn restored(&self) -> &Restored {
+        &self.restored
+    }
+
+    /// The entries that were not restored, with their reasons (for the server only).
+    #[must_use]
+    pub fn rejected(&self) -> &[Rejected] {
+        self.restored.rejected()
+    }
+
+    /// Why the whole message was refused (`malformed` or `too-large`), if it was.
+    #[must_use]
+    pub fn bundle_rejection(&self) -> Option<Reason> {
+        self.rejection
+    }
+
+    /// How many verified entries no declared slot claims (counted when the endpoint has a
+    /// registry).
+    #[must_use]
+    pub const fn unclaimed(&self) -> usize {
+        self.unclaimed
+    }
+
+    /// The client input: **untrusted**, validate it as any user input.
+    #[must_use]
+    pub fn input(&self) -> &ClientInput {
+        &self.input
+    }
+
+    /// The context to seal new state with.
+    #[must_use]
+    pub fn context(&self) -> &RecoveryContext {
+        &self.context
+    }
+
+    /// `{"type":"salt",...}` if a salt was issued (send it first, before any state update).
+    #[must_use]
+    pub fn salt_message(&self) -> Option<SaltMessage> {
+        self.context
+            .salt_issued()
+            .then(|| self.context.salt_message())
+    }
+
+    /// `{"type":"recovered",...}` with the counts as they stand: an accepted entry counts as
+    /// restored when the application used it (through a [`Slot`](crate::Slot) or
+    /// [`get`](Self::get)), or did not say but a slot claims it (or there is no registry);
+    /// everything else is rejected, and a message refused whole counts as one. Build it after
+    /// restoring the application's state.
+    #[must_use]
+    pub fn recovered_message(&self) -> RecoveredMessage {
+        let mut restored = 0usize;
+        let mut rejected = self.restored.rejected().len();
+        for entry in self.restored.accepted() {
+            let used = self.context.usage(&entry.key).unwrap_or_else(|| {
+                self.registry
+                    .as_ref()
+                    .map_or(true, |r| r.claims(&entry.key))
+            });
+            if used {
+                restored = restored.saturating_add(1);
+            } else {
+                rejected = rejected.saturating_add(1);
+            }
+        }
+        RecoveredMessage {
+            restored,
+            rejected: rejected.saturating_add(usize::from(self.rejection.is_some())),
+            limits: self.context.recovery().limits().into(),
+        }
+    }
+
+    /// The state updates of refreshed entries and the `drop` messages for expired ones, to
+    /// send after `recovered`.
+    #[must_use]
+    pub fn pending(&self) -> &[ServerMessage] {
+        &self.pending
+    }
+
+    /// Everything the client must be told, in order: `salt` (if one was issued), `recovered`,
+    /// then the [`pending`](Self::pending) updates. Call it after restoring the application's
+    /// state, so the counts are honest.
+    #[must_use]
+    pub fn messages(&self) -> Vec<ServerMessage> {
+        let salt = self.salt_message().map(ServerMessage::from);
+        salt.into_iter()
+            .chain([self.recovered_message().into()])
+            .chain(self.pending.iter().cloned())
+            .collect()
+    }
+
+    /// The request body the transport read to find the message (the HTTP extractor's JSON
+    /// body), if any.
+    #[must_use]
+    pub fn body(&self) -> Option<&[u8]> {
+        self.body.as_deref()
+    }
+
+    /// Keeps the request body the message came in.
+    #[must_use]
+    pub fn with_body(mut self, body: Vec<u8>) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    /// The [`pending`](Self::pending) messages, taken (for a transport that sends them once,
+    /// after `recovered`).
+    pub fn take_pending(&mut self) -> Vec<ServerMessage> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// The parts, for handlers that keep them apart.
+    #[must_use]
+    pub fn into_parts(self) -> (Restored, ClientInput, RecoveryContext) {
+        (self.restored, self.input, self.context)
+    }
+}
