@@ -6,8 +6,12 @@
 //   const live = connect({ url: "/ws", onMessage: (m) => render(m) });
 //   live.send({ type: "event", name: "inc" });
 //
-// The stash (salt + newest token per state key) lives in sessionStorage: one tab, one stash.
-// Tokens are signed, not encrypted: the server never puts secrets in them.
+// The stash (salt + newest token per state key, and the server's limits) lives in
+// sessionStorage: one tab, one stash. Tokens are signed, not encrypted: the server never puts
+// secrets in them. The server's `recovered` message announces its limits; the client keeps
+// within them (and within its own, smaller local caps): it never sends a recover message the
+// server would refuse whole. Every entry it drops or refuses is reported to `onDropped`.
+// A close with code 1012 (the worker drains) reconnects at once, without backoff.
 
 const KEY = /^[0-9a-f]{32}$/;
 const SALT = /^[A-Za-z0-9_-]{22}$/;
@@ -16,6 +20,27 @@ const TOKEN = /^[A-Za-z0-9_-]+$/;
 const valid = (key, rev, token) =>
   typeof key == "string" && KEY.test(key) && Number.isSafeInteger(rev) && rev >= 0 &&
   typeof token == "string" && TOKEN.test(token);
+
+/** The server's limits until it announces its own (the crate's `Limits` defaults). */
+export const DEFAULT_LIMITS = Object.freeze({
+  maxTokenBytes: 65536,
+  maxBundleBytes: 1048576,
+  maxEntries: 1024,
+});
+
+// Announced limits: all three positive safe integers, or null (ignored).
+const checkLimits = (l) => {
+  if (!l || typeof l != "object") return null;
+  const out = {};
+  for (const k in DEFAULT_LIMITS) {
+    if (!Number.isSafeInteger(l[k]) || l[k] < 1) return null;
+    out[k] = l[k];
+  }
+  return Object.freeze(out);
+};
+
+// UTF-8 byte length of a message's JSON text, as sent.
+const size = (m) => new TextEncoder().encode(JSON.stringify(m)).length;
 
 const call = (f, ...args) => {
   try {
@@ -44,9 +69,27 @@ const pickStorage = (s) => {
 };
 
 /**
- * The salt and the newest token per state key, in Web Storage under `prefix`.
+ * The salt, the newest token per state key and the server's limits, in Web Storage under
+ * `prefix` (keys `salt`, `entries`, `limits`).
+ *
  * Options: `storage` ("session" (default), "local" or a Storage-like object), `prefix`
- * ("state-recovery:"), `maxEntries` (256), `maxBytes` (512 KiB of tokens), `maxTokenBytes` (64 KiB).
+ * ("state-recovery:"), local caps `maxEntries` (256), `maxBytes` (512 KiB of tokens) and
+ * `maxTokenBytes` (64 KiB), and the hook `onDropped(key, reason)`.
+ *
+ * Caps in force: the smaller of each local cap and the server's limit (`maxEntries`,
+ * `maxTokenBytes`), `maxBytes`, and the server's `maxBundleBytes` for the recover message
+ * (UTF-8 bytes of its JSON text). The server's limits are the latest valid `limits` of a
+ * `recovered` message, else {@link DEFAULT_LIMITS}. When the entries do not fit, the least
+ * recently updated go first.
+ *
+ * `onDropped(key, reason)` is called once for every entry dropped or refused, with reason:
+ * - "token-too-large": a token over `maxTokenBytes`;
+ * - "over-entry-limit": past the entry cap;
+ * - "over-byte-limit": past `maxBytes`, or the recover message would pass `maxBundleBytes`;
+ * - "storage-failed": storage refused the write (the stash stays as it was): every entry not saved;
+ * - "server-drop": the server's `{"type":"drop","key":…}` (it rejected that entry, e.g. expired);
+ * - "salt-changed": a new salt wiped the stash.
+ * A state update that cannot be kept even alone is refused; the stored entry for its key stays.
  */
 export class Stash {
   constructor(o = {}) {
@@ -55,11 +98,32 @@ export class Stash {
     this.maxEntries = o.maxEntries || 256;
     this.maxBytes = o.maxBytes || 524288;
     this.maxToken = o.maxTokenBytes || 65536;
+    this.onDropped = o.onDropped;
+    this.l = null; // the limits last announced to this instance (if storage refused them)
   }
 
   get salt() {
     const v = this.s.getItem(this.p + "salt");
     return v && SALT.test(v) ? v : null;
+  }
+
+  /** The server's limits: the latest announced, else {@link DEFAULT_LIMITS}. */
+  get limits() {
+    try {
+      return this.l || checkLimits(JSON.parse(this.s.getItem(this.p + "limits"))) || DEFAULT_LIMITS;
+    } catch {
+      return DEFAULT_LIMITS;
+    }
+  }
+
+  /** The caps in force: `{maxTokenBytes, maxEntries, maxBundleBytes}`. */
+  get caps() {
+    const l = this.limits;
+    return {
+      maxTokenBytes: Math.min(this.maxToken, l.maxTokenBytes),
+      maxEntries: Math.min(this.maxEntries, l.maxEntries),
+      maxBundleBytes: l.maxBundleBytes,
+    };
   }
 
   /** Entries as [key, rev, token], least recently updated first. */
@@ -74,42 +138,116 @@ export class Stash {
     }
   }
 
-  write(list) {
-    // Cap the count and total size, dropping the least recently updated first.
-    let bytes = 0;
+  drop(key, reason) {
+    call(this.onDropped, key, reason);
+  }
+
+  // Splits `list` into the newest entries within the caps and, for each other key, why it goes.
+  // A token that cannot fit even alone goes by itself; past that, once a cap is reached, every
+  // older entry goes too (least recently updated first).
+  fit(list) {
+    const c = this.caps;
     const keep = [];
-    for (let i = list.length - 1; i >= 0 && keep.length < this.maxEntries; i--) {
-      bytes += list[i][2].length;
-      if (bytes > this.maxBytes) break;
-      keep.unshift(list[i]);
+    const why = new Map();
+    const space = c.maxBundleBytes - size(this.message([], {})); // bytes for the entries' tokens
+    let room = space;
+    let bytes = 0;
+    let full = null; // the cap reached
+    for (let i = list.length - 1; i >= 0; i--) {
+      const [key, , token] = list[i];
+      const n = token.length; // base64url: one byte per character, in JSON too
+      if (n > c.maxTokenBytes) why.set(key, "token-too-large");
+      else if (n > this.maxBytes || n + 2 > space) why.set(key, "over-byte-limit");
+      else {
+        if (!full && keep.length >= c.maxEntries) full = "over-entry-limit";
+        // each token costs its quotes, and a comma after the first
+        if (!full && ((bytes += n) > this.maxBytes || (room -= n + 2 + !!keep.length) < 0)) {
+          full = "over-byte-limit";
+        }
+        if (full) why.set(key, full);
+        else keep.push(list[i]);
+      }
     }
+    return [keep.reverse(), why];
+  }
+
+  // Saves what fits of `list`; reports every entry of `list` not stored after. Returns the stored.
+  write(list) {
+    const [keep, why] = this.fit(list);
+    let saved = keep;
     try {
       this.s.setItem(this.p + "entries", JSON.stringify(keep));
     } catch (e) {
       console.warn("state-recovery: stash not saved", e);
+      saved = this.entries(); // as it was
     }
+    const stored = new Set(saved.map((e) => e[2]));
+    for (const [key, , token] of list) {
+      if (!stored.has(token)) this.drop(key, why.get(key) || "storage-failed");
+    }
+    return saved;
+  }
+
+  // Drops what no longer fits (the limits shrank); returns the entries that do.
+  trim() {
+    const list = this.entries();
+    const [keep, why] = this.fit(list);
+    if (keep.length < list.length) {
+      // Entries storage refused to remove are still reported: they are not sent.
+      for (const [key] of this.write(list)) if (why.has(key)) this.drop(key, why.get(key));
+    }
+    return keep;
   }
 
   /**
-   * Takes in a server message. Returns true if it was a `salt` or `state` message (valid or
-   * not: protocol messages never reach the application), false for anything else.
+   * Takes in a server message. Returns true if it was a `salt`, `state` or `drop` message
+   * (valid or not: protocol messages never reach the application), false for anything else.
+   * The `limits` of a `recovered` message are kept (it still returns false).
    */
   absorb(m) {
     if (!m || typeof m != "object") return false;
     if (m.type == "salt") {
       if (typeof m.salt == "string" && SALT.test(m.salt) && m.salt != this.salt) {
+        const wiped = this.entries();
         this.clear();
+        for (const [key] of wiped) this.drop(key, "salt-changed");
         this.s.setItem(this.p + "salt", m.salt);
+      }
+      return true;
+    }
+    if (m.type == "recovered") {
+      const l = checkLimits(m.limits);
+      if (l) {
+        this.l = l;
+        try {
+          this.s.setItem(this.p + "limits", JSON.stringify(l));
+        } catch (e) {
+          console.warn("state-recovery: limits not saved", e);
+        }
+        this.trim();
+      }
+      return false;
+    }
+    if (m.type == "drop") {
+      const list = this.entries();
+      const rest = list.filter((e) => e[0] !== m.key);
+      if (rest.length < list.length && !this.write(rest).some((e) => e[0] === m.key)) {
+        this.drop(m.key, "server-drop");
       }
       return true;
     }
     if (m.type != "state") return false;
     const { key, rev, token } = m;
-    if (valid(key, rev, token) && token.length <= this.maxToken) {
+    if (valid(key, rev, token)) {
       const list = this.entries();
       const i = list.findIndex((e) => e[0] == key);
-      // Highest revision wins; an equal one replaces (a re-seal under a newer key or step).
-      if (i < 0 || list[i][1] <= rev) {
+      // Highest revision wins; an equal one replaces (the server re-seals to refresh a token).
+      if (i >= 0 && list[i][1] > rev) return true;
+      // Too large even alone: refused, and the stored entry for the key (if any) stays.
+      const refused = this.fit([[key, rev, token]])[1].get(key);
+      if (refused) {
+        this.drop(key, refused);
+      } else {
         if (i >= 0) list.splice(i, 1);
         list.push([key, rev, token]);
         this.write(list);
@@ -118,14 +256,19 @@ export class Stash {
     return true;
   }
 
-  /** The recover message: `{type, salt, entries, input}`. */
+  message(entries, input) {
+    return { type: "recover", salt: this.salt, entries, input };
+  }
+
+  /**
+   * The recover message: `{type, salt, entries, input}`, its JSON within `maxBundleBytes` and
+   * `maxEntries`. If it would not fit, the input goes first (sent as `{}`), then the least
+   * recently updated entries, dropped from the stash (and reported, once).
+   */
   bundle(input) {
-    return {
-      type: "recover",
-      salt: this.salt,
-      entries: this.entries().map((e) => e[2]),
-      input: input === undefined ? formInput() : input,
-    };
+    const m = this.message(this.trim().map((e) => e[2]), input === undefined ? formInput() : input);
+    if (size(m) > this.caps.maxBundleBytes) m.input = {};
+    return m;
   }
 
   /** The recover message as base64url (no padding), for the `State-Recovery` HTTP header. */
@@ -136,6 +279,7 @@ export class Stash {
     return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
   }
 
+  /** Forgets the salt and the entries (not the server's limits). */
   clear() {
     this.s.removeItem(this.p + "salt");
     this.s.removeItem(this.p + "entries");
@@ -175,17 +319,26 @@ export const bundle = (options, input) => new Stash(options).bundle(input);
 export const headerValue = (options, input) => new Stash(options).headerValue(input);
 
 /**
- * Opens a WebSocket that recovers its state on every (re)connect.
- * Options: those of {@link Stash}, plus `url` ("/ws", relative to the page), `baseDelay` (250 ms),
- * `maxDelay` (15 s), `input` (a function returning the input object; default {@link formInput}),
- * and hooks `onOpen()`, `onReconnecting(attempt, delay)`, `onRecovered({restored, rejected})`,
- * `onMessage(msg)` for application messages, `onClose(event)`.
- * Reconnects with exponential backoff and full jitter: delay = random(0, min(max, base * 2^(n-1))).
+ * Opens a WebSocket that recovers its state on every (re)connect: the first message on each
+ * socket is the recover message ({@link Stash#bundle}); `salt`, `state` and `drop` messages go
+ * to the stash, `recovered` to `onRecovered` (its `limits` to the stash), the rest to `onMessage`.
+ *
+ * Options: those of {@link Stash} (including `onDropped`), plus `url` ("/ws", relative to the
+ * page), `baseDelay` (250 ms), `maxDelay` (15 s), `drainJitter` (50 ms), `input` (a function
+ * returning the input object; default {@link formInput}), and hooks `onOpen()`,
+ * `onReconnecting(attempt, delay)`, `onRecovered({restored, rejected})`, `onMessage(msg)` for
+ * application messages, `onClose(event)`.
+ *
+ * Reconnects with exponential backoff and full jitter: delay = random(0, min(max, base * 2^(n-1)))
+ * for attempt n; a `recovered` message resets n. A close with code 1012 (Service Restart: the
+ * worker drains) reconnects after random(0, drainJitter) instead, reported as attempt 1, and
+ * resets n: a failure right after is attempt 1 again, at the base delay.
  */
 export function connect(o = {}) {
   const stash = new Stash(o);
   const base = o.baseDelay || 250;
   const max = o.maxDelay || 15000;
+  const jitter = Number.isFinite(o.drainJitter) && o.drainJitter >= 0 ? o.drainJitter : 50;
   let ws = null;
   let attempt = 0;
   let timer = null;
@@ -197,11 +350,12 @@ export function connect(o = {}) {
     return u.href;
   };
 
-  const schedule = () => {
+  const schedule = (drain) => {
     if (closed || timer) return;
-    attempt++;
-    const delay = Math.round(Math.random() * Math.min(max, base * 2 ** Math.min(attempt - 1, 30)));
-    call(o.onReconnecting, attempt, delay);
+    if (drain) attempt = 0; // not counted: the next failure starts from the base delay
+    const cap = drain ? jitter : Math.min(max, base * 2 ** Math.min(attempt++, 30));
+    const delay = Math.round(Math.random() * cap);
+    call(o.onReconnecting, attempt || 1, delay);
     timer = setTimeout(open, delay);
   };
 
@@ -250,7 +404,13 @@ export function connect(o = {}) {
       if (ws != s) return;
       ws = null;
       call(o.onClose, ev);
-      schedule();
+      schedule(ev?.code == 1012);
+    };
+    // A handshake that fails (refused, a proxy's 502) fires `error`; browsers then fire
+    // `close`, but Node's WebSocket (undici) does not: treat an error before the socket
+    // opened as its close, once.
+    s.onerror = () => {
+      if (ws == s && s.readyState != 1) s.onclose({ code: 1006 });
     };
   }
 

@@ -7,7 +7,7 @@ import {
   loadClient,
 } from "./fakes.mjs";
 
-const { connect, Stash } = await loadClient();
+const { connect, Stash, DEFAULT_LIMITS } = await loadClient();
 
 let clock;
 let storage;
@@ -26,6 +26,7 @@ function start(o = {}) {
     onRecovered: rec("recovered"),
     onMessage: rec("message"),
     onClose: rec("close"),
+    onDropped: rec("dropped"),
     ...o,
   });
   return { live, calls, of: (name) => calls.filter((c) => c[0] == name).map((c) => c.slice(1)) };
@@ -203,6 +204,25 @@ describe("connect: server messages", () => {
 });
 
 describe("connect: reconnect", () => {
+  it("a failed handshake that fires only `error` (Node's WebSocket) still reconnects, once", (t) => {
+    t.mock.method(Math, "random", () => 0.999999);
+    const { live, of } = start({ baseDelay: 100 });
+    const s = last();
+    s.readyState = FakeWebSocket.CLOSED;
+    s.onerror?.({ type: "error" });
+    assert.deepEqual(clock.delays, [100]);
+    // A browser also fires `close` afterwards: it must not schedule a second attempt.
+    s.drop();
+    assert.deepEqual(clock.delays, [100]);
+    assert.equal(of("close").length, 1);
+    // An error on an open socket is followed by its close: nothing happens on the error.
+    clock.run();
+    last().accept();
+    last().onerror?.({ type: "error" });
+    assert.deepEqual(clock.delays, []);
+    live.close();
+  });
+
   it("backs off exponentially up to maxDelay (jitter at its top)", (t) => {
     t.mock.method(Math, "random", () => 0.999999);
     const { live, of } = start({ baseDelay: 100, maxDelay: 1000 });
@@ -401,5 +421,242 @@ describe("connect: reconnect", () => {
     assert.equal(of("reconnecting").length, 1);
     live.close();
     assert.equal(win.count("online"), 0, "close() removes the listener");
+  });
+});
+
+const bytes = (text) => Buffer.byteLength(text, "utf8");
+const tok = (i) => ("t" + i).padEnd(10, "x"); // 12 bytes in JSON, with its quotes
+const emptyRecover = (salt) => bytes(JSON.stringify({ type: "recover", salt, entries: [], input: {} }));
+
+describe("connect: limits, drops and onDropped", () => {
+  it("obeys the limits of the recovered message on every later recover message", (t) => {
+    t.mock.method(Math, "random", () => 0);
+    const big = { f: { note: "é".repeat(300) } };
+    const cap = emptyRecover(SALT_A) + 3 * 12 + 2; // room for three tokens, and no input
+    const l = { maxTokenBytes: 64, maxBundleBytes: cap, maxEntries: 4 };
+    const { live, of } = start({ input: () => big });
+    const first = last();
+    first.accept();
+    first.receive({ type: "salt", salt: SALT_A });
+    for (let i = 1; i <= 5; i++) first.receive({ type: "state", key: key(i), rev: 1, token: tok(i) });
+    assert.deepEqual(of("dropped"), [], "the default limits hold five small entries");
+    first.receive({ type: "recovered", restored: 0, rejected: 0, limits: l });
+    assert.deepEqual(of("recovered"), [[{ restored: 0, rejected: 0 }]]);
+    assert.deepEqual(of("message"), [], "recovered (with its limits) is not an application message");
+    assert.deepEqual(storage.getItem("state-recovery:limits"), JSON.stringify(l));
+    assert.deepEqual(of("dropped"), [[key(1), "over-byte-limit"], [key(2), "over-byte-limit"]]);
+    first.receive({ type: "state", key: key(6), rev: 1, token: "y".repeat(65) });
+    assert.deepEqual(of("dropped").at(-1), [key(6), "token-too-large"]);
+    first.drop();
+
+    clock.run();
+    last().accept();
+    const sent = last().sent[0];
+    assert.ok(bytes(sent) <= cap, `${bytes(sent)} > ${cap}`);
+    assert.deepEqual(JSON.parse(sent), {
+      type: "recover", salt: SALT_A, entries: [tok(3), tok(4), tok(5)], input: {},
+    });
+    assert.equal(of("dropped").length, 3, "each entry reported once");
+    live.close();
+
+    // A reload over the same storage keeps obeying them before any recovered message.
+    const again = start({ input: () => big });
+    last().accept();
+    assert.ok(bytes(last().sent[0]) <= cap);
+    assert.deepEqual(again.live.stash.limits, l);
+    assert.deepEqual(again.of("dropped"), []);
+    again.live.close();
+  });
+
+  it("trims the recover message to an announced maxEntries, input kept when it fits", (t) => {
+    t.mock.method(Math, "random", () => 0);
+    const input = { f: { a: "1" } };
+    const { live, of } = start({ input: () => input });
+    last().accept();
+    for (let i = 1; i <= 4; i++) last().receive({ type: "state", key: key(i), rev: 1, token: tok(i) });
+    last().receive({ type: "recovered", restored: 0, rejected: 0, limits: { ...DEFAULT_LIMITS, maxEntries: 2 } });
+    last().drop();
+    clock.run();
+    last().accept();
+    assert.deepEqual(last().messages[0], { type: "recover", salt: null, entries: [tok(3), tok(4)], input });
+    assert.deepEqual(of("dropped"), [[key(1), "over-entry-limit"], [key(2), "over-entry-limit"]]);
+    live.close();
+  });
+
+  it("ignores garbage limits in the recovered message", () => {
+    const { live, of } = start();
+    const ws = last();
+    ws.accept();
+    ws.receive({ type: "state", key: key(1), rev: 1, token: tok(1) });
+    const before = storage.snapshot();
+    for (const limits of [
+      null, "big", 7, [], {}, { maxTokenBytes: 10 },
+      { maxTokenBytes: -1, maxBundleBytes: 10, maxEntries: 1 },
+      { maxTokenBytes: "10", maxBundleBytes: 10, maxEntries: 1 },
+      { maxTokenBytes: 10, maxBundleBytes: 1e300, maxEntries: 1 },
+      { maxTokenBytes: 10, maxBundleBytes: 10, maxEntries: 0 },
+    ]) {
+      ws.receive({ type: "recovered", restored: 1, rejected: 0, limits });
+    }
+    ws.receive('{"type":"recovered","restored":1,"rejected":0,"limits":{"maxTokenBytes":1e999,"maxBundleBytes":9,"maxEntries":9}}');
+    assert.deepEqual(storage.snapshot(), before);
+    assert.equal(live.stash.limits, DEFAULT_LIMITS);
+    assert.equal(of("recovered").length, 11, "still reported to onRecovered");
+    assert.deepEqual(of("dropped"), []);
+    live.close();
+  });
+
+  it("a drop message removes exactly that key and never reaches onMessage", (t) => {
+    t.mock.method(Math, "random", () => 0);
+    const { live, of } = start();
+    const ws = last();
+    ws.accept();
+    ws.receive({ type: "salt", salt: SALT_A });
+    for (let i = 1; i <= 3; i++) ws.receive({ type: "state", key: key(i), rev: 4, token: tok(i) });
+    ws.receive({ type: "drop", key: key(2) });
+    assert.deepEqual(live.stash.entries(), [[key(1), 4, tok(1)], [key(3), 4, tok(3)]]);
+    assert.deepEqual(of("dropped"), [[key(2), "server-drop"]]);
+    assert.deepEqual(of("message"), []);
+    ws.drop();
+    clock.run();
+    last().accept();
+    assert.deepEqual(last().messages[0].entries, [tok(1), tok(3)], "the dead token is not resent");
+    live.close();
+  });
+
+  it("ignores malformed drop messages, which never reach onMessage either", () => {
+    const { live, of } = start();
+    const ws = last();
+    ws.accept();
+    for (let i = 1; i <= 2; i++) ws.receive({ type: "state", key: key(i), rev: 1, token: tok(i) });
+    const before = storage.snapshot();
+    for (const m of [
+      { type: "drop" }, { type: "drop", key: null }, { type: "drop", key: 2 },
+      { type: "drop", key: key(1).toUpperCase() + "X" }, { type: "drop", key: key(1).slice(2) },
+      { type: "drop", key: [key(1)] }, { type: "drop", key: { k: key(1) } }, { type: "drop", key: key(7) },
+      { type: "drop", keys: [key(1)] }, '{"type":"drop","key":"' + key(1) + ' "}',
+    ]) {
+      assert.doesNotThrow(() => ws.receive(m), JSON.stringify(m));
+    }
+    assert.deepEqual(storage.snapshot(), before);
+    assert.deepEqual(of("dropped"), []);
+    assert.deepEqual(of("message"), []);
+    live.close();
+  });
+
+  it("a salt change over the socket reports each wiped entry", () => {
+    const { live, of } = start();
+    const ws = last();
+    ws.accept();
+    ws.receive({ type: "salt", salt: SALT_A });
+    ws.receive({ type: "state", key: key(1), rev: 1, token: tok(1) });
+    ws.receive({ type: "state", key: key(2), rev: 1, token: tok(2) });
+    ws.receive({ type: "salt", salt: SALT_B });
+    assert.deepEqual(of("dropped"), [[key(1), "salt-changed"], [key(2), "salt-changed"]]);
+    assert.equal(live.stash.salt, SALT_B);
+    assert.deepEqual(live.stash.entries(), []);
+    live.close();
+  });
+
+  it("reports entries storage refused to save", (t) => {
+    t.mock.method(console, "warn", () => {});
+    const { live, of } = start();
+    const ws = last();
+    ws.accept();
+    ws.receive({ type: "state", key: key(1), rev: 1, token: tok(1) });
+    storage.failWrites((k) => k.endsWith(":entries"));
+    ws.receive({ type: "state", key: key(2), rev: 1, token: tok(2) });
+    assert.deepEqual(of("dropped"), [[key(2), "storage-failed"]]);
+    assert.deepEqual(live.stash.entries(), [[key(1), 1, tok(1)]]);
+    live.close();
+  });
+});
+
+describe("connect: drain (close 1012)", () => {
+  it("reconnects within 0–50 ms and resets the backoff", (t) => {
+    t.mock.method(Math, "random", () => 0.999999);
+    const { live, of } = start({ baseDelay: 100, maxDelay: 10000 });
+    for (let i = 0; i < 3; i++) {
+      last().drop();
+      clock.run();
+    }
+    last().accept();
+    last().receive({ type: "state", key: key(1), rev: 1, token: tok(1) });
+    const before = clock.now;
+    last().drop(1012);
+    assert.deepEqual(of("close").at(-1)[0].code, 1012);
+    assert.deepEqual(clock.delays, [50]);
+    assert.equal(of("reconnecting").length, 4);
+    assert.deepEqual(of("reconnecting").at(-1), [1, 50]);
+    clock.run();
+    assert.ok(clock.now - before <= 50);
+    assert.equal(sockets().length, 5, "a new socket");
+    last().accept();
+    assert.deepEqual(last().messages[0].entries, [tok(1)], "recovering as usual");
+    last().drop(); // a failure right after the drain: the base delay again
+    clock.run();
+    last().drop();
+    assert.deepEqual(of("reconnecting"), [[1, 100], [2, 200], [3, 400], [1, 50], [1, 100], [2, 200]]);
+    live.close();
+  });
+
+  it("spreads drain reconnects over the whole 0–50 ms", (t) => {
+    const rolls = [0, 0.5, 0.999999];
+    t.mock.method(Math, "random", () => rolls.shift());
+    const { live, of } = start();
+    for (let i = 0; i < 3; i++) {
+      last().accept();
+      last().drop(1012);
+      clock.run();
+    }
+    assert.deepEqual(of("reconnecting"), [[1, 0], [1, 25], [1, 50]]);
+    live.close();
+  });
+
+  it("keeps every drain delay an integer within [0, 50] (real Math.random)", () => {
+    const { live, of } = start();
+    for (let i = 0; i < 200; i++) {
+      last().accept();
+      last().drop(1012);
+      clock.run();
+    }
+    const got = of("reconnecting");
+    assert.equal(got.length, 200);
+    for (const [n, d] of got) assert.ok(n == 1 && Number.isInteger(d) && d >= 0 && d <= 50, `${n}, ${d}`);
+    live.close();
+  });
+
+  it("drainJitter sets the window; invalid values fall back to 50", (t) => {
+    t.mock.method(Math, "random", () => 0.999999);
+    for (const [jitter, want] of [
+      [0, 0], [10, 10], [200, 200], [undefined, 50], [null, 50], [-1, 50], [NaN, 50], [Infinity, 50], ["20", 50],
+    ]) {
+      const { live, of } = start({ drainJitter: jitter });
+      last().drop(1012);
+      assert.deepEqual(of("reconnecting"), [[1, want]], String(jitter));
+      live.close();
+    }
+  });
+
+  it("other close codes keep the exponential backoff", (t) => {
+    t.mock.method(Math, "random", () => 0.999999);
+    const { live, of } = start({ baseDelay: 100, maxDelay: 10000 });
+    for (const code of [1006, 1000, 1001, 1011, 1013, 4012, 1006]) {
+      last().accept();
+      last().drop(code);
+      clock.run();
+    }
+    assert.deepEqual(of("reconnecting").map((c) => c[1]), [100, 200, 400, 800, 1600, 3200, 6400]);
+    live.close();
+  });
+
+  it("close() during the drain wait cancels the reconnect", () => {
+    const { live } = start();
+    last().accept();
+    last().drop(1012);
+    assert.equal(clock.pending.size, 1);
+    live.close();
+    assert.equal(clock.pending.size, 0);
+    assert.equal(sockets().length, 1);
   });
 });

@@ -84,6 +84,29 @@ describe("Stash: state entries", () => {
     assert.deepEqual(stash.entries(), [[key(1), 6, "six-resealed"]]);
   });
 
+  it("a dead entry at rev 4 takes the server's next update at rev 5", () => {
+    // The server rejected the rev-4 token (expired) and continues the revisions after it.
+    const dropped = [];
+    const { stash } = fresh({ onDropped: (...a) => dropped.push(a) });
+    stash.absorb({ type: "salt", salt: SALT_A });
+    stash.absorb(state(1, 4, "dead4"));
+    stash.absorb(state(2, 1, "other"));
+    stash.absorb(state(1, 5, "live5"));
+    assert.deepEqual(stash.entries(), [[key(2), 1, "other"], [key(1), 5, "live5"]]);
+    assert.deepEqual(stash.bundle({}).entries, ["other", "live5"], "the dead token is not resent");
+    assert.deepEqual(dropped, [], "a replaced entry is not a dropped one");
+  });
+
+  it("an equal revision replaces the token (a re-seal) and counts as the newest update", () => {
+    const { stash } = fresh();
+    stash.absorb(state(1, 3, "sealed-monday"));
+    stash.absorb(state(2, 3, "b"));
+    stash.absorb(state(1, 3, "resealed-tuesday"));
+    assert.deepEqual(stash.entries(), [[key(2), 3, "b"], [key(1), 3, "resealed-tuesday"]]);
+    stash.absorb(state(1, 2, "older"));
+    assert.deepEqual(stash.entries().at(-1), [key(1), 3, "resealed-tuesday"], "a lower one is ignored");
+  });
+
   it("keeps one entry per key, least recently updated first", () => {
     const { stash } = fresh();
     stash.absorb(state(1, 1, "a"));
