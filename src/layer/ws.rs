@@ -82,6 +82,7 @@ pub struct RecoverySession {
     drain: Option<Drain>,
     _guard: Option<SessionGuard>,
     refresh_every: Duration,
+    next_refresh: tokio::time::Instant,
 }
 
 impl RecoverySession {
@@ -129,6 +130,7 @@ impl RecoverySession {
                 }
             };
         let step = handle.recovery().otp().step_secs();
+        let refresh_every = Duration::from_secs((step / 4).clamp(1, 900));
         let mut session = Self {
             socket,
             recovered,
@@ -136,7 +138,8 @@ impl RecoverySession {
             ready: false,
             drain,
             _guard: guard,
-            refresh_every: Duration::from_secs((step / 4).clamp(1, 900)),
+            refresh_every,
+            next_refresh: after(refresh_every),
         };
         // The salt goes first, before any state update; the rest waits for `ready`.
         if let Some(salt) = session.recovered.salt_message() {
@@ -173,8 +176,6 @@ impl RecoverySession {
         if let Err(e) = self.ready().await {
             return Some(Err(e));
         }
-        let mut tick = tokio::time::interval(self.refresh_every);
-        tick.tick().await; // the first tick is immediate
         loop {
             let drain = self.drain.clone();
             let draining = async move {
@@ -183,24 +184,35 @@ impl RecoverySession {
                     None => std::future::pending().await,
                 }
             };
+            // The refresh deadline lives in the session, so a chatty connection refreshes as
+            // surely as an idle one.
+            let refresh = tokio::time::sleep_until(self.next_refresh);
             tokio::select! {
                 () = draining => {
                     let _ = self.socket.send(drain_close()).await;
                     return None;
                 }
-                _ = tick.tick() => {
-                    for update in self.recovered.context().refresh() {
-                        if let Err(e) = self.socket.feed(text(&update.into())).await {
-                            return Some(Err(e));
-                        }
-                    }
-                    if let Err(e) = self.socket.flush().await {
+                () = refresh => {
+                    self.next_refresh = after(self.refresh_every);
+                    if let Err(e) = self.send_refreshed().await {
                         return Some(Err(e));
                     }
                 }
                 m = self.socket.recv() => return m,
             }
         }
+    }
+
+    /// Re-seals held entries that reached a new time step, and sends them in one flush.
+    async fn send_refreshed(&mut self) -> Result<(), axum::Error> {
+        let updates = self.recovered.context().refresh();
+        if updates.is_empty() {
+            return Ok(());
+        }
+        for update in updates {
+            self.socket.feed(text(&update.into())).await?;
+        }
+        self.socket.flush().await
     }
 
     /// What the reconnect message restored (restore slots from it:
@@ -260,6 +272,12 @@ impl RecoverySession {
     pub fn into_parts(self) -> (WebSocket, Recovered) {
         (self.socket, self.recovered)
     }
+}
+
+/// `d` from now (now itself in the impossible case that the clock would overflow).
+fn after(d: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(d).unwrap_or(now)
 }
 
 fn text(message: &ServerMessage) -> Message {

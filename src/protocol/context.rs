@@ -39,6 +39,18 @@ struct Held {
     primary: bool,
 }
 
+impl Held {
+    /// A token this connection just sealed (in the current step, under the first key).
+    fn sealed(token: &Token, step: u64) -> Self {
+        Self {
+            len: token.as_str().len(),
+            token: Some(token.clone()),
+            step,
+            primary: true,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Table {
     revisions: BTreeMap<StateKey, u64>,
@@ -132,15 +144,7 @@ impl RecoveryContext {
         let mut table = self.table();
         Self::check_budget(&table, &self.recovery, key, token.as_str().len())?;
         Self::raise(&mut table, key, rev);
-        table.held.insert(
-            key,
-            Held {
-                len: token.as_str().len(),
-                token: Some(token.clone()),
-                step,
-                primary: true,
-            },
-        );
+        table.held.insert(key, Held::sealed(&token, step));
         Ok(StateUpdate::new(key, rev, token))
     }
 
@@ -290,15 +294,7 @@ impl RecoveryContext {
             self.recovery
                 .seal(&self.scope(), key, parts.revision, parts.schema, payload)?;
         let step = self.current_step();
-        self.table().held.insert(
-            key,
-            Held {
-                len: token.as_str().len(),
-                token: Some(token.clone()),
-                step,
-                primary: true,
-            },
-        );
+        self.table().held.insert(key, Held::sealed(&token, step));
         Ok(StateUpdate::new(key, parts.revision, token))
     }
 

@@ -778,3 +778,62 @@ async fn the_layer_counts_unclaimed_entries_with_a_registry() {
     let (_, v) = send(&plain, with_header("/count", &msg)).await;
     assert_eq!(v, json!(0));
 }
+
+/// A long-lived, chatty session re-seals what the client holds when a new step begins, at
+/// the same revision, while it keeps answering messages.
+#[tokio::test]
+async fn a_chatty_session_refreshes_its_entries_at_a_new_step() {
+    let clock = Arc::new(state_recovery::ManualClock::new(crate::common::NOW));
+    let r = Recovery::builder(ring(&[("k1", 1)]))
+        .otp(state_recovery::OtpSettings::new(4, 1).unwrap()) // refresh checks every second
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let k = keys(&r);
+    let app = Router::new()
+        .route(
+            "/ws",
+            get(move |ws: RecoverySocket| async move {
+                ws.on_upgrade(move |mut session: RecoverySession| async move {
+                    let ctx = session.context();
+                    let update = ctx.seal(k.counter, 7, 1, &1u32).unwrap();
+                    session.send(update).await.unwrap();
+                    while let Some(Ok(msg)) = session.recv().await {
+                        if session.socket_mut().send(msg).await.is_err() {
+                            break;
+                        }
+                    }
+                })
+            }),
+        )
+        .layer(StateRecoveryLayer::new(r));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let mut c = connect(&url, Some(message(None, &[]).to_string())).await;
+    assert_eq!(recv_json(&mut c).await["type"], "salt");
+    assert_eq!(recv_json(&mut c).await["type"], "recovered");
+    let first = recv_json(&mut c).await;
+    assert_eq!(
+        (first["type"].as_str(), first["rev"].as_u64()),
+        (Some("state"), Some(7))
+    );
+    clock.advance(4); // a new step on the server's clock
+                      // Keep the session busy: an echo every 100 ms, never idle for the refresh period.
+    let mut refreshed = None;
+    for i in 0..40 {
+        c.send(Message::text(format!(r#"{{"ping":{i}}}"#)))
+            .await
+            .unwrap();
+        let m = recv_json(&mut c).await;
+        if m["type"] == "state" {
+            refreshed = Some(m);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refreshed = refreshed.expect("no refresh while the session was busy");
+    assert_eq!(refreshed["rev"], 7);
+    assert_ne!(refreshed["token"], first["token"]);
+}
