@@ -49,6 +49,8 @@ pub struct Restored {
     /// Where each accepted entry was in the bundle.
     positions: BTreeMap<StateKey, usize>,
     rejected: Vec<Rejected>,
+    /// Tokens past the entry cap, skipped unread (a count, so they cost no memory).
+    overflow: usize,
 }
 
 impl Restored {
@@ -106,10 +108,18 @@ impl Restored {
         self.accepted.values()
     }
 
-    /// Rejected entries, in bundle order.
+    /// Rejected entries, in bundle order (at most the entry cap; see
+    /// [`overflow`](Self::overflow) for the tokens past it).
     #[must_use]
     pub fn rejected(&self) -> &[Rejected] {
         &self.rejected
+    }
+
+    /// How many tokens came after the entry cap: skipped unread, each counted as a rejected
+    /// entry (`too-large`) without being kept.
+    #[must_use]
+    pub const fn overflow(&self) -> usize {
+        self.overflow
     }
 
     /// Number of accepted entries.
@@ -137,8 +147,9 @@ pub struct Bundle<'a> {
 impl<'a> Bundle<'a> {
     /// Parses the JSON wire form under `limits`: the byte size first, then the salt and at
     /// most `max_entries` tokens (strings only; each later checked against the token cap).
-    /// Tokens past the entry cap are skipped unread and each rejected as `too-large`: a
-    /// client with too many entries loses the newest extras, never all of them.
+    /// Tokens past the entry cap are skipped unread and counted
+    /// ([`Restored::overflow`]): a client with too many entries loses the extras, never all
+    /// of them.
     ///
     /// # Errors
     /// `too-large` over the byte cap; `malformed` for anything that is not a bundle
@@ -158,19 +169,11 @@ impl<'a> Bundle<'a> {
         Self::from_parts(&wire.salt, wire.entries)
     }
 
-    /// Opens every token for `scope` (and, in the bundle's own claimed salt, nothing else),
-    /// with the tokens past the entry cap rejected as `too-large`.
+    /// Opens every token for `scope`, with the tokens past the entry cap counted in
+    /// [`Restored::overflow`].
     pub(crate) fn open(&self, recovery: &Recovery, scope: &Scope<'_>) -> Restored {
         let mut restored = recovery.open_entries(scope, self.tokens());
-        let first = self.entries.len();
-        restored
-            .rejected
-            .extend((0..self.overflow).map(|i| Rejected {
-                index: first.saturating_add(i),
-                claimed_key: None,
-                claimed_revision: None,
-                reason: Reason::TooLarge,
-            }));
+        restored.overflow = self.overflow;
         restored
     }
 
@@ -316,6 +319,7 @@ impl Recovery {
             positions: accepted.iter().map(|(k, i, _)| (*k, *i)).collect(),
             accepted: accepted.into_iter().map(|(k, _, e)| (k, e)).collect(),
             rejected,
+            overflow: 0,
         }
     }
 }

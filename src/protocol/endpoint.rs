@@ -154,6 +154,14 @@ impl Endpoint {
         );
         let tokens: Vec<&str> = bundle.tokens().collect();
         let mut pending: Vec<ServerMessage> = Vec::new();
+        if restored.overflow() > 0 {
+            tracing::info!(
+                target: "state_recovery",
+                count = restored.overflow(),
+                reason = Reason::TooLarge.code(),
+                "state entries past the entry cap not read"
+            );
+        }
         for r in restored.rejected() {
             log_rejected(r);
             if let (Some(key), Some(rev)) = (r.claimed_key, r.claimed_revision) {
@@ -406,7 +414,11 @@ impl Recovered {
     #[must_use]
     pub fn recovered_message(&self) -> RecoveredMessage {
         let mut restored = 0usize;
-        let mut rejected = self.restored.rejected().len();
+        let mut rejected = self
+            .restored
+            .rejected()
+            .len()
+            .saturating_add(self.restored.overflow());
         for entry in self.restored.accepted() {
             let used = self.context.usage(&entry.key).unwrap_or_else(|| {
                 self.registry
