@@ -36,7 +36,10 @@
 //! refused whole: one rejected entry is counted and the client starts fresh with a new salt.
 //! Over WebSocket, a first message that is JSON of another `type` is the application's own
 //! (a new client, nothing rejected; [`take_first_message`]). Entries past the entry cap are
-//! rejected one by one (`too-large`); the others are opened.
+//! skipped unread and counted as rejected (`too-large`, [`Restored::overflow`]); the others
+//! are opened.
+//!
+//! [`Restored::overflow`]: crate::Restored::overflow
 //!
 //! [`take_first_message`]: crate::layer::RecoverySession::take_first_message
 //!
