@@ -85,14 +85,45 @@ impl StateRecoveryLayer {
     }
 
     /// Binds entries to the authenticated user: `subject` reads the user id from the request
-    /// (typically from an extension your auth layer put there, so add this layer *inside*
-    /// the auth layer). Entries sealed for one subject never open for another, even under the
-    /// same salt. `None` means anonymous.
+    /// (typically from an extension your auth layer put there). Entries sealed for one
+    /// subject never open for another, even under the same salt. `None` means anonymous
+    /// (unless [`require_subject`](Self::require_subject) is set).
+    ///
+    /// # Layer order
+    /// `subject` runs when the request reaches this layer, so the auth layer must run
+    /// **before** it, i.e. be the **outer** layer. With axum's `Router::layer` (and
+    /// `MethodRouter::layer`), each call wraps everything added before it, so the layer added
+    /// **last** runs **first**: add the auth layer *after* this one.
+    ///
+    /// ```text
+    /// Router::new()
+    ///     .route("/ws", get(ws))
+    ///     .layer(StateRecoveryLayer::new(recovery).with_subject(user_id)) // runs second
+    ///     .layer(auth_layer)                                               // runs first
+    /// ```
+    ///
+    /// With `tower::ServiceBuilder` the order is the reverse: its first `.layer(..)` is the
+    /// outermost, so there the auth layer comes *before* this one. In the wrong order
+    /// `subject` sees no user, every request is anonymous, and state is sealed unbound to any
+    /// user, with no error: set [`require_subject`](Self::require_subject) to make that
+    /// fail closed.
     pub fn with_subject<F>(self, subject: F) -> Self
     where
         F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
     {
         self.map(|c| c.subject = Some(Arc::new(subject)))
+    }
+
+    /// Fails closed when the [subject](Self::with_subject) function finds no user: such a
+    /// request restores nothing (the message is refused whole as `no-subject`, logged as a
+    /// warning; the client keeps its salt and stash), and its context refuses to seal
+    /// ([`SealError::NoSubject`](crate::SealError::NoSubject)). Set it on routes that only
+    /// authenticated users reach, so a wrong layer order or a subject function that reads the
+    /// wrong extension shows up at once instead of sealing everything as anonymous. Without
+    /// [`with_subject`](Self::with_subject), every request is refused. See
+    /// [`Endpoint::require_subject`].
+    pub fn require_subject(self) -> Self {
+        self.map(|c| c.endpoint = c.endpoint.clone().require_subject())
     }
 
     /// Caps on the untrusted client input.

@@ -778,3 +778,127 @@ async fn the_layer_counts_unclaimed_entries_with_a_registry() {
     let (_, v) = send(&plain, with_header("/count", &msg)).await;
     assert_eq!(v, json!(0));
 }
+
+/// The user the auth layer below found (what `with_subject` reads).
+#[derive(Clone)]
+struct User(String);
+
+/// A stand-in auth layer: the `x-user` header becomes a `User` extension.
+async fn auth(mut req: Request<Body>, next: axum::middleware::Next) -> Response {
+    let user = req
+        .headers()
+        .get("x-user")
+        .and_then(|v| v.to_str().ok())
+        .map(|u| User(u.to_owned()));
+    if let Some(user) = user {
+        req.extensions_mut().insert(user);
+    }
+    next.run(req).await
+}
+
+/// `Router::layer` wraps what was added before it, so the layer added last runs first: the
+/// auth layer must be added *after* the recovery layer. In the wrong order the subject
+/// function sees no user: without `require_subject` everything silently seals as anonymous;
+/// with it, nothing is restored or sealed, and the handler and the logs say why.
+#[tokio::test]
+async fn the_auth_layer_must_be_added_after_the_recovery_layer() {
+    let (r, _) = recovery();
+    let k = keys(&r);
+    let build = |strict: bool, auth_outside: bool| {
+        let mut layer = StateRecoveryLayer::new(r.clone())
+            .with_subject(|p| p.extensions.get::<User>().map(|u| u.0.clone()));
+        if strict {
+            layer = layer.require_subject();
+        }
+        let routes = Router::new()
+            .route(
+                "/page",
+                get(move |rec: Recovered| async move { Json(report(k, &rec)) }),
+            )
+            .route(
+                "/seal",
+                post(move |rec: Recovered| async move {
+                    let ctx = rec.context();
+                    let sealed = ctx.seal(k.counter, ctx.next_revision(k.counter), 1, &99u32);
+                    Json(json!({
+                        "messages": rec.messages(),
+                        "subject": ctx.subject(),
+                        "update": sealed.as_ref().ok().map(|u| serde_json::to_value(u).unwrap()),
+                        "error": sealed.err().map(|e| e.to_string()),
+                    }))
+                }),
+            );
+        let auth = axum::middleware::from_fn(auth);
+        if auth_outside {
+            routes.layer(layer).layer(auth) // right: auth runs first
+        } else {
+            routes.layer(auth).layer(layer) // wrong: recovery runs first
+        }
+    };
+    let as_alice = |req: axum::http::request::Builder| {
+        req.header("x-user", "alice").body(Body::empty()).unwrap()
+    };
+
+    // Right order: Alice's entry is sealed for her and restored for her only.
+    for strict in [false, true] {
+        let app = build(strict, true);
+        let (_, v) = send(&app, as_alice(Request::post("/seal"))).await;
+        assert_eq!(v["subject"], "alice");
+        let s = Salt::decode(v["messages"][0]["salt"].as_str().unwrap()).unwrap();
+        let token = v["update"]["token"].as_str().unwrap().to_owned();
+        let msg = message(Some(&s), &[&token]);
+        let mut req = with_header("/page", &msg);
+        req.headers_mut().insert("x-user", "alice".parse().unwrap());
+        let (_, v) = send(&app, req).await;
+        assert_eq!(
+            (v["counter"].clone(), v["subject"].clone()),
+            (json!(99), json!("alice"))
+        );
+    }
+
+    // Wrong order, no `require_subject`: the user is invisible, and the state is sealed for
+    // "anonymous" with no error at all: it opens for any anonymous request with that salt.
+    let app = build(false, false);
+    let (_, v) = send(&app, as_alice(Request::post("/seal"))).await;
+    assert_eq!(v["subject"], Value::Null);
+    assert_eq!(v["error"], Value::Null);
+    let s = Salt::decode(v["messages"][0]["salt"].as_str().unwrap()).unwrap();
+    let token = v["update"]["token"].as_str().unwrap().to_owned();
+    let (_, v) = send(&app, with_header("/page", &message(Some(&s), &[&token]))).await;
+    assert_eq!(v["counter"], 99, "opened without any user");
+
+    // Wrong order with `require_subject`: refused, loudly.
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let app = build(true, false);
+    let (_, v) = send(&app, as_alice(Request::post("/seal"))).await;
+    assert_eq!(v["subject"], Value::Null);
+    assert_eq!(v["update"], Value::Null);
+    assert_eq!(
+        v["error"],
+        "no authenticated subject, and this context seals only for one"
+    );
+    // Alice's real entry (sealed in the right order) is not even opened; her salt is kept.
+    let right = build(true, true);
+    let (_, v) = send(&right, as_alice(Request::post("/seal"))).await;
+    let s = Salt::decode(v["messages"][0]["salt"].as_str().unwrap()).unwrap();
+    let token = v["update"]["token"].as_str().unwrap().to_owned();
+    let mut req = with_header("/page", &message(Some(&s), &[&token]));
+    req.headers_mut().insert("x-user", "alice".parse().unwrap());
+    let (_, v) = send(&app, req).await;
+    assert_eq!(v["counter"], Value::Null);
+    assert_eq!(v["bundle_rejection"], "no-subject");
+    assert_eq!(v["rejected"], json!([]));
+    assert_eq!(v["salt"], s.encode());
+    assert_eq!(v["messages"], json!([recovered_msg(0, 1)]));
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("WARN") && logs.contains("no-subject"),
+        "{logs}"
+    );
+}
