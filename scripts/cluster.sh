@@ -167,7 +167,10 @@ $upstream  }
       proxy_http_version 1.1;
       proxy_set_header Upgrade \$http_upgrade;
       proxy_set_header Connection \$connection_upgrade;
-      proxy_set_header Host \$host;
+      # The client's Host as sent, port included: the layer compares it with the Origin of
+      # every WebSocket upgrade (\$host would drop the port, and every browser upgrade would
+      # be refused with 403).
+      proxy_set_header Host \$http_host;
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
       proxy_connect_timeout 2s;
       proxy_read_timeout 1h;

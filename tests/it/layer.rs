@@ -603,6 +603,14 @@ type Client =
 /// A live page: on connect it seals `counter + 1`, then echoes the app's first message (if
 /// the client's first message was not a reconnect message) and any later text.
 async fn serve_ws(recovery: Recovery, timeout: Duration) -> String {
+    serve_ws_with(recovery, |l| l.with_first_message_timeout(timeout)).await
+}
+
+/// [`serve_ws`] with a layer of the test's making.
+async fn serve_ws_with(
+    recovery: Recovery,
+    layer: impl FnOnce(StateRecoveryLayer) -> StateRecoveryLayer,
+) -> String {
     let k = keys(&recovery);
     let app = Router::new()
         .route(
@@ -634,7 +642,7 @@ async fn serve_ws(recovery: Recovery, timeout: Duration) -> String {
                 })
             }),
         )
-        .layer(StateRecoveryLayer::new(recovery).with_first_message_timeout(timeout));
+        .layer(layer(StateRecoveryLayer::new(recovery)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -901,4 +909,106 @@ async fn the_auth_layer_must_be_added_after_the_recovery_layer() {
         logs.contains("WARN") && logs.contains("no-subject"),
         "{logs}"
     );
+}
+
+/// Opens a WebSocket with these extra handshake headers; the HTTP status if it was refused.
+async fn upgrade(url: &str, headers: &[(&str, &str)]) -> Result<Client, StatusCode> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut req = url.into_client_request().unwrap();
+    for (name, value) in headers {
+        let name: axum::http::HeaderName = name.parse().unwrap();
+        if name == header::HOST {
+            req.headers_mut().insert(name, value.parse().unwrap()); // replaces the URL's
+        } else {
+            req.headers_mut().append(name, value.parse().unwrap());
+        }
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((c, _)) => Ok(c),
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            Err(StatusCode::from_u16(res.status().as_u16()).unwrap())
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Cross-site WebSocket hijacking: a browser upgrade from another origin is refused with 403
+/// before upgrading; the same host and port (any scheme), a missing `Origin` (not a browser),
+/// an explicit list and the insecure bypass behave as documented.
+#[tokio::test]
+async fn websocket_upgrades_from_other_origins_are_refused() {
+    let (r, _) = recovery();
+    let hello = message(None, &[]).to_string();
+    // Works: the session starts (salt first).
+    async fn works(c: Result<Client, StatusCode>, hello: &str) {
+        let mut c = c.expect("upgrade refused");
+        c.send(Message::text(hello.to_owned())).await.unwrap();
+        assert_eq!(recv_json(&mut c).await["type"], "salt");
+    }
+
+    // The default: same host.
+    let url = serve_ws_with(r.clone(), |l| l).await;
+    let authority = url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .to_owned();
+    let same = format!("http://{authority}");
+    let same_tls = format!("https://{authority}");
+    works(upgrade(&url, &[("origin", &same)]).await, &hello).await;
+    works(upgrade(&url, &[("origin", &same_tls)]).await, &hello).await;
+    works(upgrade(&url, &[]).await, &hello).await; // no Origin: not a browser
+    let port = authority.rsplit(':').next().unwrap();
+    for origin in [
+        "https://evil.example".to_owned(),
+        format!("http://evil.example:{port}"),
+        format!("http://127.0.0.1:{}", port.parse::<u16>().unwrap() ^ 1),
+        "http://127.0.0.1".to_owned(),
+        "null".to_owned(),
+        "garbage".to_owned(),
+    ] {
+        assert_eq!(
+            upgrade(&url, &[("origin", &origin)]).await.err(),
+            Some(StatusCode::FORBIDDEN),
+            "{origin}"
+        );
+    }
+    let twice = upgrade(&url, &[("origin", &same), ("origin", &same)]).await;
+    assert_eq!(twice.err(), Some(StatusCode::FORBIDDEN));
+    // A Host that does not match the Origin (a proxy that rewrites or drops the port).
+    let rewritten = upgrade(&url, &[("origin", &same), ("host", "127.0.0.1")]).await;
+    assert_eq!(rewritten.err(), Some(StatusCode::FORBIDDEN));
+
+    // An explicit list: exactly those origins, whatever the Host.
+    let url = serve_ws_with(r.clone(), |l| {
+        l.with_allowed_origins(["https://app.example.com", "http://localhost:8080/"])
+    })
+    .await;
+    let allowed = [
+        ("origin", "https://app.example.com"),
+        ("host", "internal:1"),
+    ];
+    works(upgrade(&url, &allowed).await, &hello).await;
+    works(
+        upgrade(&url, &[("origin", "http://LOCALHOST:8080")]).await,
+        &hello,
+    )
+    .await;
+    works(upgrade(&url, &[]).await, &hello).await;
+    let listed_elsewhere = url.replace("ws://", "http://").replace("/ws", "");
+    for origin in ["http://app.example.com", &listed_elsewhere, "null"] {
+        assert_eq!(
+            upgrade(&url, &[("origin", origin)]).await.err(),
+            Some(StatusCode::FORBIDDEN),
+            "{origin}"
+        );
+    }
+
+    // The insecure bypass: anything goes.
+    let url = serve_ws_with(r, StateRecoveryLayer::with_any_origin_insecure).await;
+    works(
+        upgrade(&url, &[("origin", "https://evil.example")]).await,
+        &hello,
+    )
+    .await;
+    works(upgrade(&url, &[("origin", "null")]).await, &hello).await;
 }
