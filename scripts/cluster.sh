@@ -10,6 +10,11 @@
 #   RESPAWN=1            restart a worker that dies (after RESPAWN_DELAY seconds, default 0.2)
 #   CLUSTER_DIR          working directory (config, logs, w<i>.pid); default: a new mktemp -d
 #   DEMO_BIN             the demo binary (default: built with `cargo build --example demo`)
+#   DEMO_ALLOW_KILL      1: every worker's "kill this worker" button and POST /kill (same origin
+#                        only) make it exit; default 0 (the button is hidden; SIGKILL a worker,
+#                        its pid is in $CLUSTER_DIR/w<i>.pid). scripts/e2e.sh sets it.
+#   DEMO_IDLE_TIMEOUT_SECS, DEMO_HEADER_TIMEOUT_SECS  passed on to the workers (see
+#                        examples/demo/main.rs)
 # Ctrl-C (or any exit) stops everything this script started.
 #
 # Per-worker settings (for rolling deploys): each time worker i is (re)started, if
@@ -116,7 +121,7 @@ run_worker() {
       exit 2
     fi
     [[ -n $settings ]] && mapfile -t extra <<<"$settings"
-    env ${extra[@]+"${extra[@]}"} WORKER_ID="w$i" PORT=$wport BIND=127.0.0.1 "$bin" >>"$dir/w$i.log" 2>&1 &
+    env DEMO_ALLOW_KILL="${DEMO_ALLOW_KILL:-0}" ${extra[@]+"${extra[@]}"} WORKER_ID="w$i" PORT=$wport BIND=127.0.0.1 "$bin" >>"$dir/w$i.log" 2>&1 &
     local wpid=$!
     echo "$wpid" >"$dir/w$i.pid"
     wait "$wpid" || true
@@ -167,7 +172,10 @@ $upstream  }
       proxy_http_version 1.1;
       proxy_set_header Upgrade \$http_upgrade;
       proxy_set_header Connection \$connection_upgrade;
-      proxy_set_header Host \$host;
+      # The client's Host as sent, port included: the layer compares it with the Origin of
+      # every WebSocket upgrade (\$host would drop the port, and every browser upgrade would
+      # be refused with 403).
+      proxy_set_header Host \$http_host;
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
       proxy_connect_timeout 2s;
       proxy_read_timeout 1h;

@@ -167,6 +167,24 @@ async function main() {
   );
   await shot("2-after-kill");
 
+  // 3b. The page's own "kill this worker" (shown because the workers run with
+  //     DEMO_ALLOW_KILL=1): a same-origin WebSocket message through nginx; the worker exits,
+  //     the page comes back on the last one.
+  const victim2 = after.worker;
+  await until("the kill button shown", `return !document.querySelector("#kill").hidden`);
+  const t1 = Date.now();
+  await click("#kill");
+  await liveOn(victim2);
+  const afterButton = await page();
+  log(`reconnected after the kill button in ${Date.now() - t1} ms:`, JSON.stringify(afterButton));
+  if ([victim, victim2].includes(afterButton.worker)) throw new Error("still on a killed worker");
+  same(afterButton.recovered, "3/0", "recovered counts after the kill button");
+  same(
+    [afterButton.count, afterButton.todos, afterButton.step, afterButton.name, afterButton.draft],
+    [before.count, before.todos, before.step, before.name, before.draft],
+    "state after the kill button",
+  );
+
   // 4. Reload the tab: restored from sessionStorage (no form on the page when it recovers).
   await wd("POST", s("/refresh"), {});
   await liveOn();

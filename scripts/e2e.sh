@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End to end in a real browser: a 3-worker cluster behind nginx, headless Chromium driven over
 # WebDriver (chromedriver). Builds state in every component, SIGKILLs the worker serving the
-# page, checks the page comes back on another worker with everything intact; reloads the tab;
+# page, checks the page comes back on another worker with everything intact; presses "kill this
+# worker" (the workers run with DEMO_ALLOW_KILL=1) and checks the same again; reloads the tab;
 # opens a second tab (fresh state). Screenshots go to a new temp dir (printed at the end).
 #
 #   scripts/e2e.sh          # exits non-zero on any failure
@@ -55,7 +56,7 @@ command -v node >/dev/null || { echo "node is required" >&2; exit 1; }
 
 # The cluster (it cleans up after itself when killed).
 mkdir -p "$work/cluster" "$work/profile"
-CLUSTER_DIR="$work/cluster" PORT=$port DEMO_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/examples/demo" \
+CLUSTER_DIR="$work/cluster" PORT=$port DEMO_ALLOW_KILL=1 DEMO_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/examples/demo" \
   "$root/scripts/cluster.sh" 3 >"$work/cluster.log" 2>&1 &
 pids+=($!)
 for ((t = 0; t < 300; t++)); do

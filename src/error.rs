@@ -148,11 +148,17 @@ pub enum Reason {
     /// Authentic, but no declared slot (key or alias) claims its state key: the state was
     /// renamed or removed without an alias. Counted and logged, never silently ignored.
     Unclaimed,
+    /// The endpoint requires an authenticated subject
+    /// ([`Endpoint::require_subject`](crate::protocol::Endpoint::require_subject)) and the
+    /// request had none: the reconnect message is refused whole, before any entry is opened.
+    /// Usually the auth layer runs after the recovery layer (see the layer order in
+    /// `StateRecoveryLayer::with_subject`), or the user is not logged in.
+    NoSubject,
 }
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::Malformed,
         Reason::UnsupportedVersion,
         Reason::UnknownKey,
@@ -166,6 +172,7 @@ impl Reason {
         Reason::Outdated,
         Reason::NewerSchema,
         Reason::Unclaimed,
+        Reason::NoSubject,
     ];
 
     /// The stable kebab-case code, e.g. `bad-signature`.
@@ -185,6 +192,7 @@ impl Reason {
             Reason::Outdated => "outdated",
             Reason::NewerSchema => "newer-schema",
             Reason::Unclaimed => "unclaimed",
+            Reason::NoSubject => "no-subject",
         }
     }
 
@@ -276,6 +284,12 @@ pub enum SealError {
     /// The clock is outside the range the OTP step arithmetic covers.
     #[error("the clock reads a time that no OTP step covers")]
     ClockOutOfRange,
+    /// The context requires an authenticated subject
+    /// ([`Endpoint::require_subject`](crate::protocol::Endpoint::require_subject),
+    /// [`RecoveryContext::require_subject`](crate::RecoveryContext::require_subject)) and has
+    /// none: nothing is sealed, so no state is ever bound to "anonymous" by mistake.
+    #[error("no authenticated subject, and this context seals only for one")]
+    NoSubject,
 }
 
 #[cfg(test)]

@@ -10,16 +10,31 @@
 //! with a free-text draft) and sends their HTML over a WebSocket; the page sends events back.
 //! Every change seals the component's state with the connection's [`RecoveryContext`] and
 //! sends it to the browser, which keeps the newest entry per component in `sessionStorage`.
-//! Kill the worker ("kill this worker" on the page, or `POST /kill`): the page reconnects,
-//! possibly to another worker with the same key ring, hands its entries back, and every
-//! component comes back as it was.
+//! Kill the worker (SIGKILL it, or, with `DEMO_ALLOW_KILL=1`, "kill this worker" on the page
+//! or `POST /kill`): the page reconnects, possibly to another worker with the same key ring,
+//! hands its entries back, and every component comes back as it was.
 //!
 //! Environment: `STATE_RECOVERY_KEYS` (the key ring; when unset, a development ring is created
 //! once in `.state-recovery-dev-keys`, with a warning), `BIND` (default `127.0.0.1`), `PORT`
-//! (default 3000), `WORKER_ID` (default random), `RUST_LOG`, and for rolling deploys
-//! `DEMO_SCHEMA` (1 or 2: which release of the wizard's state this worker plays) and
-//! `DEMO_SEAL_AS=1` (a version-2 worker that still seals version 1). `--manifest` prints the
-//! key manifest (for `state-recovery keys diff`) and exits.
+//! (default 3000), `WORKER_ID` (default random), `RUST_LOG`, and:
+//! - `DEMO_ALLOW_KILL=1`: the page's "kill this worker" button (the WebSocket message
+//!   `{"type":"kill"}`) and `POST /kill` make the worker exit. Off by default: then the page
+//!   hides the button, the message is ignored and `POST /kill` is 403. Even when on, `POST
+//!   /kill` from a browser must be same-origin (`Sec-Fetch-Site: same-origin` when the
+//!   browser sends it, and an `Origin` equal to `http(s)://` + `Host`); a request with
+//!   neither header is not a browser's and is allowed. The WebSocket is same-origin by the
+//!   layer's `Origin` check.
+//! - `DEMO_IDLE_TIMEOUT_SECS` (default 600): a WebSocket session on which the client sent no
+//!   message (text or binary; pings do not count) for that long is closed (code 1000,
+//!   reason `idle`). The JS client reconnects and recovers, so an open tab costs one
+//!   reconnect per period, and a peer that vanished without closing is gone after it.
+//! - `DEMO_HEADER_TIMEOUT_SECS` (default 10): an HTTP/1 connection that does not send a
+//!   request's complete headers within that long (including an idle keep-alive connection)
+//!   is closed.
+//! - for rolling deploys, `DEMO_SCHEMA` (1 or 2: which release of the wizard's state this
+//!   worker plays) and `DEMO_SEAL_AS=1` (a version-2 worker that still seals version 1).
+//!
+//! `--manifest` prints the key manifest (for `state-recovery keys diff`) and exits.
 
 mod components;
 mod keys;
@@ -29,14 +44,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::Message;
+use axum::extract::ws::{CloseFrame, Message};
 use axum::extract::State;
-use axum::http::{header, HeaderName, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt as _;
 use axum::{Json, Router};
 use futures_util::SinkExt as _;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use state_recovery::protocol::Drain;
@@ -54,6 +70,38 @@ const MAX_MESSAGE: usize = 2 * 1024 * 1024;
 struct App {
     worker: Arc<str>,
     slots: Arc<Slots>,
+    /// `DEMO_ALLOW_KILL=1`: the page and `POST /kill` may make this worker exit.
+    allow_kill: bool,
+    /// `DEMO_IDLE_TIMEOUT_SECS`: how long a session may go without a client message.
+    idle_timeout: Duration,
+}
+
+/// `name` as a whole number of seconds (1 to 7 days), or `default`.
+fn env_secs(name: &str, default: u64) -> Result<Duration, String> {
+    match std::env::var(name) {
+        Err(_) => Ok(Duration::from_secs(default)),
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(n @ 1..=604_800) => Ok(Duration::from_secs(n)),
+            _ => Err(format!(
+                "{name} must be a whole number of seconds, from 1 to 604800"
+            )),
+        },
+    }
+}
+
+/// `timeout` from now (at most a week, so it cannot overflow).
+fn idle_deadline(timeout: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(timeout).unwrap_or(now)
+}
+
+/// `DEMO_ALLOW_KILL`: `1` turns the kill switch on; unset, empty or `0` leaves it off.
+fn allow_kill() -> Result<bool, String> {
+    match std::env::var("DEMO_ALLOW_KILL").as_deref() {
+        Err(_) | Ok("" | "0") => Ok(false),
+        Ok("1") => Ok(true),
+        Ok(_) => Err("DEMO_ALLOW_KILL must be 0 or 1".to_owned()),
+    }
 }
 
 #[tokio::main]
@@ -85,7 +133,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = App {
         worker: worker.clone(),
         slots: Arc::new(slots),
+        allow_kill: allow_kill()?,
+        idle_timeout: env_secs("DEMO_IDLE_TIMEOUT_SECS", 600)?,
     };
+    let header_timeout = env_secs("DEMO_HEADER_TIMEOUT_SECS", 10)?;
+    if app.allow_kill {
+        tracing::warn!(
+            "DEMO_ALLOW_KILL=1: the page and POST /kill (same origin) can kill this worker"
+        );
+    }
     let drain = Drain::new();
 
     let worker_header = HeaderValue::from_str(&worker)?;
@@ -125,16 +181,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Wizard::current_schema(),
         listener.local_addr()?
     );
-    // Small frames go out at once: without TCP_NODELAY every frame after the first of a burst
-    // waits for the client's delayed ACK (~40 ms).
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     tokio::spawn(stop_on_signal(drain.clone()));
-    let stopping = drain.clone();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { stopping.started().await })
-        .await?;
+    serve(listener, router, &drain, header_timeout).await;
     // No new connections now; every session has been told to reconnect elsewhere (1012).
     let idle = drain.idle(DRAIN_DEADLINE).await;
     eprintln!(
@@ -150,6 +198,64 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// How long a draining worker waits for its sessions to close.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// What `axum::serve(..).with_graceful_shutdown(..)` does, on hyper's HTTP/1 connection
+/// directly, for the one setting axum does not expose: the header read timeout (hyper only
+/// applies it with a timer, which `axum::serve` does not set). Accepts until the drain
+/// starts, with TCP_NODELAY on every connection; then stops accepting, asks every HTTP
+/// connection to finish its request and close, and waits for them (at most the drain
+/// deadline). Upgraded WebSockets are not HTTP connections any more: the drain closes them.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    drain: &Drain,
+    header_timeout: Duration,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    // Every connection task holds a receiver; `closed` resolves when the last one is gone.
+    let (open_tx, open_rx) = tokio::sync::watch::channel(());
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = drain.started() => break,
+        };
+        // Small frames go out at once: without TCP_NODELAY every frame after the first of a
+        // burst waits for the client's delayed ACK (~40 ms).
+        let _ = tcp.set_nodelay(true);
+        let conn = http
+            .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(router.clone()))
+            .with_upgrades();
+        let (drain, open) = (drain.clone(), open_rx.clone());
+        tokio::spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            let ended = tokio::select! {
+                ended = conn.as_mut() => ended,
+                () = drain.started() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
+                // A header read timeout ends up here too.
+                tracing::debug!(error = %e, "HTTP connection ended");
+            }
+            drop(open);
+        });
+    }
+    drop(listener);
+    drop(open_rx);
+    let _ = tokio::time::timeout(DRAIN_DEADLINE, open_tx.closed()).await;
+}
 
 /// SIGTERM (every rolling deploy) or Ctrl-C starts the drain.
 async fn stop_on_signal(drain: Drain) {
@@ -172,8 +278,39 @@ async fn stop_on_signal(drain: Drain) {
     drain.start();
 }
 
-/// `POST /kill`: answers, then exits with status 1 (a crash, as far as the page can tell).
-async fn kill(State(app): State<App>) -> impl IntoResponse {
+/// Whether a request that changes something comes from this site's own pages: a browser says
+/// where a request comes from (`Sec-Fetch-Site`, `Origin`; a page cannot forge either), so a
+/// cross-site form post is refused (CSRF). A request with neither header is not a browser's
+/// (curl): it carries no ambient credentials to abuse, and could claim any origin anyway.
+fn same_origin(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        if site.as_bytes() != b"same-origin" {
+            return false;
+        }
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    match (origin.to_str(), host) {
+        (Ok(origin), Some(host)) => ["http", "https"]
+            .iter()
+            .any(|scheme| origin.eq_ignore_ascii_case(&format!("{scheme}://{host}"))),
+        _ => false,
+    }
+}
+
+/// `POST /kill` (with `DEMO_ALLOW_KILL=1`, same origin only): answers, then exits with
+/// status 1 (a crash, as far as the page can tell).
+async fn kill(State(app): State<App>, headers: HeaderMap) -> Response {
+    if !app.allow_kill {
+        let off = "the kill switch is off: start the worker with DEMO_ALLOW_KILL=1\n";
+        return (StatusCode::FORBIDDEN, off).into_response();
+    }
+    if !same_origin(&headers) {
+        tracing::warn!(worker = %app.worker, "cross-origin POST /kill refused");
+        return (StatusCode::FORBIDDEN, "cross-origin request refused\n").into_response();
+    }
     tracing::warn!(worker = %app.worker, "killed on request");
     tokio::spawn(async {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -183,6 +320,7 @@ async fn kill(State(app): State<App>) -> impl IntoResponse {
         [(header::CONNECTION, "close")],
         format!("worker {} exits\n", app.worker),
     )
+        .into_response()
 }
 
 /// `GET|POST /api/state`: the HTTP variant. Send the `State-Recovery` header (the JS client's
@@ -316,7 +454,8 @@ async fn live(app: App, mut session: RecoverySession) -> Result<(), axum::Error>
     // `recovered` (counting what the components used) and the refreshed entries, then the
     // first render, all in one burst.
     session.ready().await?;
-    let hello = json!({"type": "worker", "id": &*app.worker});
+    // `kill`: whether the page may show its kill button.
+    let hello = json!({"type": "worker", "id": &*app.worker, "kill": app.allow_kill});
     let mut first = vec![Message::Text(hello.to_string().into())];
     if c1 {
         first.extend(counter.sealed(&session));
@@ -332,20 +471,40 @@ async fn live(app: App, mut session: RecoverySession) -> Result<(), axum::Error>
 
     // `recv` also refreshes entries on a long-lived connection, and returns `None` once the
     // worker drains (after closing the socket with 1012: the page reconnects elsewhere).
-    while let Some(msg) = session.recv().await {
+    // A client that sends nothing for `idle_timeout` is closed.
+    let mut deadline = idle_deadline(app.idle_timeout);
+    loop {
+        let Ok(next) = tokio::time::timeout_at(deadline, session.recv()).await else {
+            tracing::debug!(worker = %app.worker, "idle session closed");
+            let idle = CloseFrame {
+                code: 1000,
+                reason: "idle".into(),
+            };
+            return session.socket_mut().send(Message::Close(Some(idle))).await;
+        };
+        let Some(msg) = next else { break };
         let text = match msg? {
             Message::Text(t) => t,
+            Message::Binary(_) => {
+                deadline = idle_deadline(app.idle_timeout);
+                continue;
+            }
             Message::Close(_) => break,
             _ => continue,
         };
+        deadline = idle_deadline(app.idle_timeout);
         // Anything that is not a known message is ignored: the page is not trusted.
         let Ok(incoming) = serde_json::from_str::<Incoming>(text.as_str()) else {
             continue;
         };
         match incoming {
-            Incoming::Kill => {
+            // The socket is same-origin (the layer checks `Origin` on the upgrade).
+            Incoming::Kill if app.allow_kill => {
                 tracing::warn!(worker = %app.worker, "killed from the page");
                 std::process::exit(1);
+            }
+            Incoming::Kill => {
+                tracing::info!(worker = %app.worker, "kill message ignored: DEMO_ALLOW_KILL is off");
             }
             Incoming::Event {
                 target,

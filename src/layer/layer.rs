@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::http::request::Parts;
 use tower::Layer;
 
+use super::origin::{Origin, OriginPolicy};
 use super::service::StateRecoveryService;
 use crate::protocol::{Drain, Endpoint, InputLimits};
 use crate::recovery::Recovery;
@@ -23,6 +24,7 @@ pub(crate) struct Config {
     pub(crate) subject: Option<Arc<SubjectFn>>,
     pub(crate) first_message_timeout: Duration,
     pub(crate) drain: Option<Drain>,
+    pub(crate) origins: OriginPolicy,
 }
 
 /// Installs state recovery on an axum `Router`: puts a
@@ -31,6 +33,22 @@ pub(crate) struct Config {
 /// and serves the JS client at [`DEFAULT_CLIENT_PATH`](Self::DEFAULT_CLIENT_PATH).
 ///
 /// Every `with_*` method takes `self` by value and returns the changed layer.
+///
+/// # The `Origin` check
+/// Browsers let any page open a WebSocket to any host, with that host's cookies, and no
+/// CORS applies; so [`RecoverySocket`](super::RecoverySocket) checks `Origin` before it
+/// upgrades (cross-site WebSocket hijacking). By default a browser's upgrade is allowed
+/// when its `Origin`'s host and port equal the request's `Host` header (or HTTP/2
+/// `:authority`); the scheme is not compared, because behind a TLS-terminating proxy the
+/// server cannot know it (to be strict, list the `https://` origins with
+/// [`with_allowed_origins`](Self::with_allowed_origins)). Anything else (another host or
+/// port, `Origin: null`, a repeated or malformed `Origin`, no `Host`) is refused with 403
+/// before the upgrade, and logged (target `state_recovery`, level `info`). A request without
+/// `Origin` is allowed in every policy: browsers always send it on a WebSocket handshake, and
+/// a client that is not a browser can send any `Origin` it likes, so refusing it would
+/// protect nothing (Phoenix does the same). Behind a reverse proxy, forward the client's
+/// `Host` unchanged, port included (nginx: `proxy_set_header Host $http_host;`, not `$host`,
+/// which drops the port), or list the public origins.
 #[derive(Clone)]
 #[must_use]
 pub struct StateRecoveryLayer {
@@ -46,6 +64,7 @@ impl fmt::Debug for StateRecoveryLayer {
             .field("subject", &c.subject.is_some())
             .field("first_message_timeout", &c.first_message_timeout)
             .field("drain", &c.drain.is_some())
+            .field("origins", &c.origins)
             .finish()
     }
 }
@@ -65,6 +84,7 @@ impl StateRecoveryLayer {
                 subject: None,
                 first_message_timeout: Self::DEFAULT_FIRST_MESSAGE_TIMEOUT,
                 drain: None,
+                origins: OriginPolicy::SameHost,
             }),
         }
     }
@@ -85,14 +105,45 @@ impl StateRecoveryLayer {
     }
 
     /// Binds entries to the authenticated user: `subject` reads the user id from the request
-    /// (typically from an extension your auth layer put there, so add this layer *inside*
-    /// the auth layer). Entries sealed for one subject never open for another, even under the
-    /// same salt. `None` means anonymous.
+    /// (typically from an extension your auth layer put there). Entries sealed for one
+    /// subject never open for another, even under the same salt. `None` means anonymous
+    /// (unless [`require_subject`](Self::require_subject) is set).
+    ///
+    /// # Layer order
+    /// `subject` runs when the request reaches this layer, so the auth layer must run
+    /// **before** it, i.e. be the **outer** layer. With axum's `Router::layer` (and
+    /// `MethodRouter::layer`), each call wraps everything added before it, so the layer added
+    /// **last** runs **first**: add the auth layer *after* this one.
+    ///
+    /// ```text
+    /// Router::new()
+    ///     .route("/ws", get(ws))
+    ///     .layer(StateRecoveryLayer::new(recovery).with_subject(user_id)) // runs second
+    ///     .layer(auth_layer)                                               // runs first
+    /// ```
+    ///
+    /// With `tower::ServiceBuilder` the order is the reverse: its first `.layer(..)` is the
+    /// outermost, so there the auth layer comes *before* this one. In the wrong order
+    /// `subject` sees no user, every request is anonymous, and state is sealed unbound to any
+    /// user, with no error: set [`require_subject`](Self::require_subject) to make that
+    /// fail closed.
     pub fn with_subject<F>(self, subject: F) -> Self
     where
         F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
     {
         self.map(|c| c.subject = Some(Arc::new(subject)))
+    }
+
+    /// Fails closed when the [subject](Self::with_subject) function finds no user: such a
+    /// request restores nothing (the message is refused whole as `no-subject`, logged as a
+    /// warning; the client keeps its salt and stash), and its context refuses to seal
+    /// ([`SealError::NoSubject`](crate::SealError::NoSubject)). Set it on routes that only
+    /// authenticated users reach, so a wrong layer order or a subject function that reads the
+    /// wrong extension shows up at once instead of sealing everything as anonymous. Without
+    /// [`with_subject`](Self::with_subject), every request is refused. See
+    /// [`Endpoint::require_subject`].
+    pub fn require_subject(self) -> Self {
+        self.map(|c| c.endpoint = c.endpoint.clone().require_subject())
     }
 
     /// Caps on the untrusted client input.
@@ -128,6 +179,47 @@ impl StateRecoveryLayer {
     /// stops accepting, then wait for [`Drain::idle`].
     pub fn with_drain(self, drain: Drain) -> Self {
         self.map(|c| c.drain = Some(drain))
+    }
+
+    /// Allows WebSocket upgrades ([`RecoverySocket`](super::RecoverySocket)) only from these
+    /// origins, instead of the default same-host check. Each is `scheme://host[:port]`, as a
+    /// browser sends it (`https://app.example.com`, `http://localhost:3000`), compared
+    /// exactly: scheme, host and port (case-insensitive; a default port may be written or
+    /// not; a trailing `/` is ignored). The request's `Host` is not looked at, so this is
+    /// the option behind a proxy that rewrites `Host`, and the strict one where the scheme
+    /// matters (list only `https://` origins). An entry that is not an origin is logged
+    /// and never matches. Requests without `Origin` are still allowed. See
+    /// [the `Origin` check](Self#the-origin-check).
+    pub fn with_allowed_origins<I, S>(self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let list = origins
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let parsed = Origin::parse(o.as_ref());
+                if parsed.is_none() {
+                    tracing::warn!(
+                        target: "state_recovery",
+                        index = i,
+                        "allowed origin is not scheme://host[:port]; it never matches"
+                    );
+                }
+                parsed
+            })
+            .collect();
+        self.map(|c| c.origins = OriginPolicy::List(list))
+    }
+
+    /// **Insecure**: allows WebSocket upgrades from any origin, so any web page the user
+    /// visits can open a session with the user's cookies (cross-site WebSocket hijacking).
+    /// Only for a socket that does not rely on ambient credentials (it authenticates with a
+    /// token in the first message, not a cookie), or for local experiments. See
+    /// [the `Origin` check](Self#the-origin-check).
+    pub fn with_any_origin_insecure(self) -> Self {
+        self.map(|c| c.origins = OriginPolicy::Any)
     }
 
     /// The endpoint (the transport-independent protocol configuration).

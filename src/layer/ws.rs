@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt as _;
 
@@ -19,8 +20,19 @@ use crate::protocol::{
     SessionGuard, DRAIN_CLOSE_CODE, DRAIN_CLOSE_REASON,
 };
 
+/// The body of the 403 for an upgrade from an origin that is not allowed.
+const FORBIDDEN_ORIGIN: &str = "state-recovery: WebSocket upgrade refused: origin not allowed\n";
+
 /// Extracts a WebSocket upgrade with state recovery: see [`on_upgrade`](Self::on_upgrade).
-/// Its rejection is the `WebSocketUpgrade` rejection, or a 500 if the layer is missing.
+///
+/// It first checks the `Origin` header against the layer's policy (by default the same host
+/// and port as the request's `Host`; see
+/// [`StateRecoveryLayer::with_allowed_origins`](super::StateRecoveryLayer::with_allowed_origins)
+/// and [`with_any_origin_insecure`](super::StateRecoveryLayer::with_any_origin_insecure)):
+/// a browser's upgrade from another origin is refused with 403 before anything else, so
+/// another site cannot open the user's session (cross-site WebSocket hijacking). A request
+/// without `Origin` (not a browser) passes. Its other rejections are the `WebSocketUpgrade`
+/// rejection, or a 500 if the layer is missing.
 #[derive(Debug)]
 pub struct RecoverySocket {
     upgrade: WebSocketUpgrade,
@@ -33,6 +45,21 @@ impl<S: Send + Sync> FromRequestParts<S> for RecoverySocket {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let handle = RecoveryHandle::from_extensions(&parts.extensions)
             .ok_or_else(|| MissingLayer.into_response())?;
+        if let Err(refused) = handle.config.origins.check(&parts.headers, &parts.uri) {
+            let origin = parts.headers.get(header::ORIGIN).map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            });
+            tracing::info!(
+                target: "state_recovery",
+                reason = refused.code(),
+                origin = ?origin,
+                "WebSocket upgrade refused: origin not allowed"
+            );
+            return Err((StatusCode::FORBIDDEN, FORBIDDEN_ORIGIN).into_response());
+        }
         let upgrade = WebSocketUpgrade::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;

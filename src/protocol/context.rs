@@ -84,6 +84,7 @@ pub struct RecoveryContext {
     salt: Salt,
     salt_issued: bool,
     subject: Option<String>,
+    subject_required: bool,
     table: Mutex<Table>,
 }
 
@@ -94,6 +95,7 @@ impl fmt::Debug for RecoveryContext {
             .field("salt", &self.salt)
             .field("salt_issued", &self.salt_issued)
             .field("subject", &self.subject)
+            .field("subject_required", &self.subject_required)
             .field("budget", &self.budget())
             .finish_non_exhaustive()
     }
@@ -109,6 +111,7 @@ impl RecoveryContext {
             salt,
             salt_issued: false,
             subject,
+            subject_required: false,
             table: Mutex::new(Table::default()),
         }
     }
@@ -123,6 +126,32 @@ impl RecoveryContext {
         }
     }
 
+    /// Refuses to seal without a subject: with no subject, [`seal`](Self::seal) (and every
+    /// [`Slot::seal`](crate::Slot::seal) through this context) fails with
+    /// [`SealError::NoSubject`] and [`refresh`](Self::refresh) re-seals nothing, instead of
+    /// binding state to "anonymous". Contexts made by an endpoint with
+    /// [`Endpoint::require_subject`](super::Endpoint::require_subject) have it set.
+    #[must_use]
+    pub fn require_subject(mut self) -> Self {
+        self.subject_required = true;
+        self
+    }
+
+    /// Whether this context refuses to seal without a subject
+    /// ([`require_subject`](Self::require_subject)).
+    #[must_use]
+    pub const fn subject_required(&self) -> bool {
+        self.subject_required
+    }
+
+    /// [`SealError::NoSubject`] when a subject is required and missing.
+    fn check_subject(&self) -> Result<(), SealError> {
+        if self.subject_required && self.subject.is_none() {
+            return Err(SealError::NoSubject);
+        }
+        Ok(())
+    }
+
     /// Seals `value` as the entry for `key` at revision `rev`, with the app's `schema`
     /// version, for this client's salt and subject, and records `rev` as seen and the entry as
     /// held by the client.
@@ -132,6 +161,8 @@ impl RecoveryContext {
     /// [`SealError::OverBudget`] / [`SealError::TooManyEntries`] if the client's reconnect
     /// message would then be over the bundle cap or the entry cap: the update is not handed
     /// out, and the client keeps its previous entry for `key`. Trim the state and seal again.
+    /// [`SealError::NoSubject`] if the context [requires a subject](Self::require_subject)
+    /// and has none.
     pub fn seal<T: Serialize + ?Sized>(
         &self,
         key: StateKey,
@@ -139,6 +170,7 @@ impl RecoveryContext {
         schema: u32,
         value: &T,
     ) -> Result<StateUpdate, SealError> {
+        self.check_subject()?;
         let token = self.recovery.seal(&self.scope(), key, rev, schema, value)?;
         let step = self.current_step();
         let mut table = self.table();
@@ -276,6 +308,7 @@ impl RecoveryContext {
 
     /// Seals a held token's payload again (it was verified when restored, or sealed here).
     fn reseal(&self, key: StateKey, old: &Token) -> Result<StateUpdate, SealError> {
+        self.check_subject()?;
         let max = self.recovery.limits().max_token_bytes();
         let bytes =
             token::decode(old.as_str().as_bytes(), max).map_err(|_| SealError::TooLarge {

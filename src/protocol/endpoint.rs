@@ -17,6 +17,7 @@ use crate::error::Reason;
 use crate::key::StateKey;
 use crate::recovery::{Recovery, Scope};
 use crate::registry::Registry;
+use crate::secret::Salt;
 
 /// The application's side of the protocol, transport apart: the [`Recovery`], the caps on
 /// client input, the registry of declared slots (optional), and whether restored entries are
@@ -44,6 +45,7 @@ pub struct Endpoint {
     input_limits: InputLimits,
     registry: Option<Arc<Registry>>,
     refresh: bool,
+    require_subject: bool,
 }
 
 impl fmt::Debug for Endpoint {
@@ -53,12 +55,14 @@ impl fmt::Debug for Endpoint {
             .field("input_limits", &self.input_limits)
             .field("registry", &self.registry)
             .field("refresh", &self.refresh)
+            .field("require_subject", &self.require_subject)
             .finish()
     }
 }
 
 impl Endpoint {
-    /// An endpoint with default input limits, no registry, and refreshing on.
+    /// An endpoint with default input limits, no registry, refreshing on, and anonymous
+    /// clients allowed.
     #[must_use]
     pub fn new(recovery: Recovery) -> Self {
         Self {
@@ -66,6 +70,55 @@ impl Endpoint {
             input_limits: InputLimits::default(),
             registry: None,
             refresh: true,
+            require_subject: false,
+        }
+    }
+
+    /// Fails closed without an authenticated subject. Without this, a `None` subject means
+    /// anonymous, so a misconfigured transport (an auth layer that runs after the recovery
+    /// layer, a subject function that reads the wrong extension) silently seals everything
+    /// as anonymous. With it, when [`recover`](Self::recover) (or
+    /// [`fresh_client`](Self::fresh_client), [`refused`](Self::refused)) is given no subject:
+    /// - nothing is restored: no entry is opened and no MAC is computed; the message is
+    ///   refused whole with the reason `no-subject` ([`Reason::NoSubject`], logged as a
+    ///   warning, and returned by [`Recovered::bundle_rejection`]; the client is told one
+    ///   rejected entry, as for any message refused whole);
+    /// - the client's salt, when it sent a well-formed one, is kept (no `salt` message), so
+    ///   its stash is not dropped and comes back once the subject is there again; otherwise
+    ///   a fresh salt is issued;
+    /// - the client input is dropped;
+    /// - the context refuses to seal: every [`RecoveryContext::seal`] (and
+    ///   [`Slot::seal`](crate::Slot::seal)) fails with
+    ///   [`SealError::NoSubject`](crate::SealError::NoSubject).
+    #[must_use]
+    pub fn require_subject(mut self) -> Self {
+        self.require_subject = true;
+        self
+    }
+
+    /// Whether the endpoint refuses to restore or seal without a subject
+    /// ([`require_subject`](Self::require_subject)).
+    #[must_use]
+    pub const fn requires_subject(&self) -> bool {
+        self.require_subject
+    }
+
+    /// True when a subject is required and `subject` is `None`.
+    fn subject_missing(&self, subject: Option<&str>) -> bool {
+        self.require_subject && subject.is_none()
+    }
+
+    /// A context for `salt` (or a fresh salt), carrying the subject requirement.
+    fn context(&self, salt: Option<&Salt>, subject: Option<&str>) -> RecoveryContext {
+        let subject = subject.map(str::to_owned);
+        let context = match salt {
+            Some(salt) => RecoveryContext::new(self.recovery.clone(), salt.clone(), subject),
+            None => RecoveryContext::fresh(self.recovery.clone(), subject),
+        };
+        if self.require_subject {
+            context.require_subject()
+        } else {
+            context
         }
     }
 
@@ -119,6 +172,9 @@ impl Endpoint {
     /// client starts fresh with a new salt; no message is a new client.
     #[must_use]
     pub fn recover(&self, message: Option<&[u8]>, subject: Option<&str>) -> Recovered {
+        if self.subject_missing(subject) {
+            return self.without_subject(message);
+        }
         let Some(message) = message else {
             return self.fresh(subject, None, ClientInput::default());
         };
@@ -147,11 +203,7 @@ impl Endpoint {
     fn open(&self, bundle: &Bundle<'_>, subject: Option<&str>, input: ClientInput) -> Recovered {
         let scope = Scope::new(bundle.salt()).with_optional_subject(subject);
         let restored = bundle.open(&self.recovery, &scope);
-        let context = RecoveryContext::new(
-            self.recovery.clone(),
-            bundle.salt().clone(),
-            subject.map(str::to_owned),
-        );
+        let context = self.context(Some(bundle.salt()), subject);
         let tokens: Vec<&str> = bundle.tokens().collect();
         let mut pending: Vec<ServerMessage> = Vec::new();
         if restored.overflow() > 0 {
@@ -209,18 +261,54 @@ impl Endpoint {
         }
     }
 
-    /// A new client: fresh salt, nothing restored.
+    /// A new client: fresh salt, nothing restored. (Without a subject on an endpoint that
+    /// [requires one](Self::require_subject), refused as `no-subject`.)
     #[must_use]
     pub fn fresh_client(&self, subject: Option<&str>) -> Recovered {
+        if self.subject_missing(subject) {
+            return self.without_subject(None);
+        }
         self.fresh(subject, None, ClientInput::default())
     }
 
     /// A reconnect message refused whole by the transport or here (`too-large` over the
     /// bundle cap, `malformed` when it is not a reconnect message): counted as one rejected
-    /// entry; the client starts fresh with a new salt.
+    /// entry; the client starts fresh with a new salt. (Without a subject on an endpoint that
+    /// [requires one](Self::require_subject), the reason is `no-subject`.)
     #[must_use]
     pub fn refused(&self, reason: Reason, subject: Option<&str>) -> Recovered {
+        if self.subject_missing(subject) {
+            return self.without_subject(None);
+        }
         self.fresh(subject, Some(reason), ClientInput::default())
+    }
+
+    /// No subject, and one is required: nothing is opened, the message counts as one
+    /// rejection (`no-subject`), the client's well-formed salt is kept (so its stash
+    /// survives), and the context refuses to seal.
+    fn without_subject(&self, message: Option<&[u8]>) -> Recovered {
+        tracing::warn!(
+            target: "state_recovery",
+            reason = Reason::NoSubject.code(),
+            "no authenticated subject, and the endpoint requires one: nothing restored, nothing \
+             will be sealed (is the auth layer added outside the recovery layer?)"
+        );
+        let salt = message
+            .filter(|m| m.len() <= self.recovery.limits().max_bundle_bytes())
+            .and_then(|m| serde_json::from_slice::<Envelope<'_>>(m).ok())
+            .filter(|e| matches!(e.kind.as_deref(), None | Some("recover")))
+            .and_then(|e| e.salt)
+            .and_then(|s| Salt::decode(&s).ok());
+        Recovered {
+            restored: Restored::default(),
+            input: ClientInput::default(),
+            context: self.context(salt.as_ref(), None),
+            rejection: Some(Reason::NoSubject),
+            unclaimed: 0,
+            registry: self.registry.clone(),
+            pending: Vec::new(),
+            body: None,
+        }
     }
 
     fn fresh(
@@ -236,7 +324,7 @@ impl Endpoint {
                 "reconnect message rejected; treating the client as new"
             );
         }
-        let context = RecoveryContext::fresh(self.recovery.clone(), subject.map(str::to_owned));
+        let context = self.context(None, subject);
         Recovered {
             restored: Restored::default(),
             input,
@@ -373,7 +461,8 @@ impl Recovered {
         self.restored.rejected()
     }
 
-    /// Why the whole message was refused (`malformed` or `too-large`), if it was.
+    /// Why the whole message was refused (`malformed`, `too-large`, or `no-subject` on an
+    /// endpoint that [requires a subject](Endpoint::require_subject)), if it was.
     #[must_use]
     pub fn bundle_rejection(&self) -> Option<Reason> {
         self.rejection

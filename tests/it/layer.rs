@@ -603,6 +603,14 @@ type Client =
 /// A live page: on connect it seals `counter + 1`, then echoes the app's first message (if
 /// the client's first message was not a reconnect message) and any later text.
 async fn serve_ws(recovery: Recovery, timeout: Duration) -> String {
+    serve_ws_with(recovery, |l| l.with_first_message_timeout(timeout)).await
+}
+
+/// [`serve_ws`] with a layer of the test's making.
+async fn serve_ws_with(
+    recovery: Recovery,
+    layer: impl FnOnce(StateRecoveryLayer) -> StateRecoveryLayer,
+) -> String {
     let k = keys(&recovery);
     let app = Router::new()
         .route(
@@ -634,7 +642,7 @@ async fn serve_ws(recovery: Recovery, timeout: Duration) -> String {
                 })
             }),
         )
-        .layer(StateRecoveryLayer::new(recovery).with_first_message_timeout(timeout));
+        .layer(layer(StateRecoveryLayer::new(recovery)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -836,4 +844,230 @@ async fn a_chatty_session_refreshes_its_entries_at_a_new_step() {
     let refreshed = refreshed.expect("no refresh while the session was busy");
     assert_eq!(refreshed["rev"], 7);
     assert_ne!(refreshed["token"], first["token"]);
+}
+
+/// The user the auth layer below found (what `with_subject` reads).
+#[derive(Clone)]
+struct User(String);
+
+/// A stand-in auth layer: the `x-user` header becomes a `User` extension.
+async fn auth(mut req: Request<Body>, next: axum::middleware::Next) -> Response {
+    let user = req
+        .headers()
+        .get("x-user")
+        .and_then(|v| v.to_str().ok())
+        .map(|u| User(u.to_owned()));
+    if let Some(user) = user {
+        req.extensions_mut().insert(user);
+    }
+    next.run(req).await
+}
+
+/// `Router::layer` wraps what was added before it, so the layer added last runs first: the
+/// auth layer must be added *after* the recovery layer. In the wrong order the subject
+/// function sees no user: without `require_subject` everything silently seals as anonymous;
+/// with it, nothing is restored or sealed, and the handler and the logs say why.
+#[tokio::test]
+async fn the_auth_layer_must_be_added_after_the_recovery_layer() {
+    let (r, _) = recovery();
+    let k = keys(&r);
+    let build = |strict: bool, auth_outside: bool| {
+        let mut layer = StateRecoveryLayer::new(r.clone())
+            .with_subject(|p| p.extensions.get::<User>().map(|u| u.0.clone()));
+        if strict {
+            layer = layer.require_subject();
+        }
+        let routes = Router::new()
+            .route(
+                "/page",
+                get(move |rec: Recovered| async move { Json(report(k, &rec)) }),
+            )
+            .route(
+                "/seal",
+                post(move |rec: Recovered| async move {
+                    let ctx = rec.context();
+                    let sealed = ctx.seal(k.counter, ctx.next_revision(k.counter), 1, &99u32);
+                    Json(json!({
+                        "messages": rec.messages(),
+                        "subject": ctx.subject(),
+                        "update": sealed.as_ref().ok().map(|u| serde_json::to_value(u).unwrap()),
+                        "error": sealed.err().map(|e| e.to_string()),
+                    }))
+                }),
+            );
+        let auth = axum::middleware::from_fn(auth);
+        if auth_outside {
+            routes.layer(layer).layer(auth) // right: auth runs first
+        } else {
+            routes.layer(auth).layer(layer) // wrong: recovery runs first
+        }
+    };
+    let as_alice = |req: axum::http::request::Builder| {
+        req.header("x-user", "alice").body(Body::empty()).unwrap()
+    };
+
+    // Right order: Alice's entry is sealed for her and restored for her only.
+    for strict in [false, true] {
+        let app = build(strict, true);
+        let (_, v) = send(&app, as_alice(Request::post("/seal"))).await;
+        assert_eq!(v["subject"], "alice");
+        let s = Salt::decode(v["messages"][0]["salt"].as_str().unwrap()).unwrap();
+        let token = v["update"]["token"].as_str().unwrap().to_owned();
+        let msg = message(Some(&s), &[&token]);
+        let mut req = with_header("/page", &msg);
+        req.headers_mut().insert("x-user", "alice".parse().unwrap());
+        let (_, v) = send(&app, req).await;
+        assert_eq!(
+            (v["counter"].clone(), v["subject"].clone()),
+            (json!(99), json!("alice"))
+        );
+    }
+
+    // Wrong order, no `require_subject`: the user is invisible, and the state is sealed for
+    // "anonymous" with no error at all: it opens for any anonymous request with that salt.
+    let app = build(false, false);
+    let (_, v) = send(&app, as_alice(Request::post("/seal"))).await;
+    assert_eq!(v["subject"], Value::Null);
+    assert_eq!(v["error"], Value::Null);
+    let s = Salt::decode(v["messages"][0]["salt"].as_str().unwrap()).unwrap();
+    let token = v["update"]["token"].as_str().unwrap().to_owned();
+    let (_, v) = send(&app, with_header("/page", &message(Some(&s), &[&token]))).await;
+    assert_eq!(v["counter"], 99, "opened without any user");
+
+    // Wrong order with `require_subject`: refused, loudly.
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let app = build(true, false);
+    let (_, v) = send(&app, as_alice(Request::post("/seal"))).await;
+    assert_eq!(v["subject"], Value::Null);
+    assert_eq!(v["update"], Value::Null);
+    assert_eq!(
+        v["error"],
+        "no authenticated subject, and this context seals only for one"
+    );
+    // Alice's real entry (sealed in the right order) is not even opened; her salt is kept.
+    let right = build(true, true);
+    let (_, v) = send(&right, as_alice(Request::post("/seal"))).await;
+    let s = Salt::decode(v["messages"][0]["salt"].as_str().unwrap()).unwrap();
+    let token = v["update"]["token"].as_str().unwrap().to_owned();
+    let mut req = with_header("/page", &message(Some(&s), &[&token]));
+    req.headers_mut().insert("x-user", "alice".parse().unwrap());
+    let (_, v) = send(&app, req).await;
+    assert_eq!(v["counter"], Value::Null);
+    assert_eq!(v["bundle_rejection"], "no-subject");
+    assert_eq!(v["rejected"], json!([]));
+    assert_eq!(v["salt"], s.encode());
+    assert_eq!(v["messages"], json!([recovered_msg(0, 1)]));
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("WARN") && logs.contains("no-subject"),
+        "{logs}"
+    );
+}
+
+/// Opens a WebSocket with these extra handshake headers; the HTTP status if it was refused.
+async fn upgrade(url: &str, headers: &[(&str, &str)]) -> Result<Client, StatusCode> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut req = url.into_client_request().unwrap();
+    for (name, value) in headers {
+        let name: axum::http::HeaderName = name.parse().unwrap();
+        if name == header::HOST {
+            req.headers_mut().insert(name, value.parse().unwrap()); // replaces the URL's
+        } else {
+            req.headers_mut().append(name, value.parse().unwrap());
+        }
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((c, _)) => Ok(c),
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            Err(StatusCode::from_u16(res.status().as_u16()).unwrap())
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Cross-site WebSocket hijacking: a browser upgrade from another origin is refused with 403
+/// before upgrading; the same host and port (any scheme), a missing `Origin` (not a browser),
+/// an explicit list and the insecure bypass behave as documented.
+#[tokio::test]
+async fn websocket_upgrades_from_other_origins_are_refused() {
+    let (r, _) = recovery();
+    let hello = message(None, &[]).to_string();
+    // Works: the session starts (salt first).
+    async fn works(c: Result<Client, StatusCode>, hello: &str) {
+        let mut c = c.expect("upgrade refused");
+        c.send(Message::text(hello.to_owned())).await.unwrap();
+        assert_eq!(recv_json(&mut c).await["type"], "salt");
+    }
+
+    // The default: same host.
+    let url = serve_ws_with(r.clone(), |l| l).await;
+    let authority = url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .to_owned();
+    let same = format!("http://{authority}");
+    let same_tls = format!("https://{authority}");
+    works(upgrade(&url, &[("origin", &same)]).await, &hello).await;
+    works(upgrade(&url, &[("origin", &same_tls)]).await, &hello).await;
+    works(upgrade(&url, &[]).await, &hello).await; // no Origin: not a browser
+    let port = authority.rsplit(':').next().unwrap();
+    for origin in [
+        "https://evil.example".to_owned(),
+        format!("http://evil.example:{port}"),
+        format!("http://127.0.0.1:{}", port.parse::<u16>().unwrap() ^ 1),
+        "http://127.0.0.1".to_owned(),
+        "null".to_owned(),
+        "garbage".to_owned(),
+    ] {
+        assert_eq!(
+            upgrade(&url, &[("origin", &origin)]).await.err(),
+            Some(StatusCode::FORBIDDEN),
+            "{origin}"
+        );
+    }
+    let twice = upgrade(&url, &[("origin", &same), ("origin", &same)]).await;
+    assert_eq!(twice.err(), Some(StatusCode::FORBIDDEN));
+    // A Host that does not match the Origin (a proxy that rewrites or drops the port).
+    let rewritten = upgrade(&url, &[("origin", &same), ("host", "127.0.0.1")]).await;
+    assert_eq!(rewritten.err(), Some(StatusCode::FORBIDDEN));
+
+    // An explicit list: exactly those origins, whatever the Host.
+    let url = serve_ws_with(r.clone(), |l| {
+        l.with_allowed_origins(["https://app.example.com", "http://localhost:8080/"])
+    })
+    .await;
+    let allowed = [
+        ("origin", "https://app.example.com"),
+        ("host", "internal:1"),
+    ];
+    works(upgrade(&url, &allowed).await, &hello).await;
+    works(
+        upgrade(&url, &[("origin", "http://LOCALHOST:8080")]).await,
+        &hello,
+    )
+    .await;
+    works(upgrade(&url, &[]).await, &hello).await;
+    let listed_elsewhere = url.replace("ws://", "http://").replace("/ws", "");
+    for origin in ["http://app.example.com", &listed_elsewhere, "null"] {
+        assert_eq!(
+            upgrade(&url, &[("origin", origin)]).await.err(),
+            Some(StatusCode::FORBIDDEN),
+            "{origin}"
+        );
+    }
+
+    // The insecure bypass: anything goes.
+    let url = serve_ws_with(r, StateRecoveryLayer::with_any_origin_insecure).await;
+    works(
+        upgrade(&url, &[("origin", "https://evil.example")]).await,
+        &hello,
+    )
+    .await;
+    works(upgrade(&url, &[("origin", "null")]).await, &hello).await;
 }

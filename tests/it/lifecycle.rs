@@ -340,3 +340,72 @@ fn a_stash_over_the_caps_never_costs_everything() {
         json!({"maxTokenBytes": 512, "maxBundleBytes": 4096, "maxEntries": 4})
     );
 }
+
+/// `Endpoint::require_subject` fails closed: without a subject nothing is opened (reason
+/// `no-subject`), the client keeps its salt (so its stash survives), the input is dropped,
+/// and the context refuses to seal; with a subject everything works as before.
+#[test]
+fn an_endpoint_that_requires_a_subject_restores_and_seals_nothing_without_one() {
+    let (r, _) = crate::common::recovery();
+    let mut reg = r.registry();
+    let counter: Slot<u64> = Slot::declare(state_key!("counter"))
+        .register(&mut reg)
+        .unwrap();
+    let open = Endpoint::new(r.clone()).with_registry(Arc::new(reg));
+    let strict = open.clone().require_subject();
+    assert!(strict.requires_subject() && !open.requires_subject());
+
+    // Alice's state, sealed for her.
+    let first = strict.recover(None, Some("alice"));
+    assert_eq!(first.bundle_rejection(), None);
+    let update = counter.seal(first.context(), &5).unwrap();
+    let salt = first.context().salt().clone();
+    let msg = json!({"type": "recover", "salt": salt.encode(),
+        "entries": [update.token().as_str()], "input": {"f": {"q": "typed"}}})
+    .to_string();
+
+    // Without a subject: nothing restored, one rejection, the salt kept, no input.
+    let anon = strict.recover(Some(msg.as_bytes()), None);
+    assert_eq!(anon.bundle_rejection(), Some(Reason::NoSubject));
+    assert!(anon.restored().is_empty());
+    assert!(anon.rejected().is_empty(), "no entry was even opened");
+    assert_eq!(anon.context().salt(), &salt);
+    assert!(anon.salt_message().is_none(), "the stash is not dropped");
+    assert!(anon.input().form("f").is_none());
+    let rec = anon.recovered_message();
+    assert_eq!((rec.restored, rec.rejected), (0, 1));
+    assert_eq!(counter.restore(&anon).0, 0);
+    assert!(anon.context().subject_required());
+    let err = counter.seal(anon.context(), &6).unwrap_err();
+    assert!(matches!(err, state_recovery::SealError::NoSubject), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "no authenticated subject, and this context seals only for one"
+    );
+    assert!(anon.context().refresh().is_empty());
+
+    // No message, an unusable one, or a transport refusal: the same, with a fresh salt.
+    for none in [
+        strict.recover(None, None),
+        strict.recover(Some(b"not json"), None),
+        strict.fresh_client(None),
+        strict.refused(Reason::TooLarge, None),
+    ] {
+        assert_eq!(none.bundle_rejection(), Some(Reason::NoSubject));
+        assert!(none.context().salt_issued());
+        assert!(none.context().seal(counter.key(), 1, 1, &1u64).is_err());
+    }
+
+    // With the subject, Alice's state comes back.
+    let alice = strict.recover(Some(msg.as_bytes()), Some("alice"));
+    assert_eq!(alice.bundle_rejection(), None);
+    assert_eq!(counter.restore(&alice).0, 5);
+    assert!(counter.seal(alice.context(), &6).is_ok());
+
+    // Without `require_subject`, a missing subject is anonymous: Alice's entry does not open
+    // (bad-signature), but the context seals for "anonymous" (what `require_subject` stops).
+    let lax = open.recover(Some(msg.as_bytes()), None);
+    assert_eq!(lax.bundle_rejection(), None);
+    assert_eq!(lax.rejected()[0].reason, Reason::BadSignature);
+    assert!(counter.seal(lax.context(), &7).is_ok());
+}

@@ -67,6 +67,11 @@ struct Worker {
 
 impl Worker {
     fn start(id: &str, keys: &str) -> Self {
+        Self::start_with(id, keys, &[])
+    }
+
+    /// A worker with extra environment variables.
+    fn start_with(id: &str, keys: &str, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(demo_binary())
             .env("STATE_RECOVERY_KEYS", keys)
             .env("WORKER_ID", id)
@@ -74,6 +79,10 @@ impl Worker {
             .env("PORT", "0")
             .env("RUST_LOG", "warn")
             .env_remove("STATE_RECOVERY_NAMESPACE")
+            .env_remove("DEMO_ALLOW_KILL")
+            .env_remove("DEMO_IDLE_TIMEOUT_SECS")
+            .env_remove("DEMO_HEADER_TIMEOUT_SECS")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -144,6 +153,8 @@ struct Tab {
     html: BTreeMap<String, String>,
     recovered: Option<(u64, u64)>,
     worker: Option<String>,
+    /// Whether the worker said the page may show its kill button.
+    kill: Option<bool>,
     states_seen: usize,
     renders_seen: usize,
 }
@@ -178,7 +189,10 @@ impl Tab {
                 self.html.insert(id, m["html"].as_str().unwrap().to_owned());
                 self.renders_seen += 1;
             }
-            "worker" => self.worker = m["id"].as_str().map(str::to_owned),
+            "worker" => {
+                self.worker = m["id"].as_str().map(str::to_owned);
+                self.kill = m["kill"].as_bool();
+            }
             "drop" => {
                 self.entries.remove(m["key"].as_str().unwrap());
             }
@@ -486,4 +500,217 @@ async fn sigterm_drains_every_client_to_another_worker() {
     .expect("the drained worker did not exit");
     assert!(status.success(), "{status}");
     drop(back);
+}
+
+/// Sends raw bytes on a new connection and reads the answer until the server closes it
+/// (bounded by `within`): `None` if it did not close in time.
+async fn raw_http(port: u16, request: &[u8], within: Duration) -> Option<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tcp.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(within, tcp.read_to_end(&mut out)).await;
+    match read {
+        Ok(_) => Some(String::from_utf8_lossy(&out).into_owned()),
+        Err(_) => None,
+    }
+}
+
+/// `POST /kill` with these extra headers; the response status line.
+async fn post_kill(port: u16, headers: &[(&str, String)]) -> String {
+    let mut req = format!(
+        "POST /kill HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: \
+         application/x-www-form-urlencoded\r\nContent-Length: 0\r\nConnection: close\r\n"
+    );
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
+    }
+    req.push_str("\r\n");
+    let res = raw_http(port, req.as_bytes(), WAIT)
+        .await
+        .expect("no answer");
+    res.lines().next().unwrap_or_default().to_owned()
+}
+
+impl Worker {
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+/// The demo's kill switch (CSRF): off by default (the page is told to hide its button, the
+/// WebSocket `kill` is ignored, `POST /kill` is 403); with `DEMO_ALLOW_KILL=1`, `POST /kill`
+/// is refused cross-origin and works same-origin, and so does the page's WebSocket `kill`,
+/// whose socket the layer keeps same-origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_kill_switch_is_off_by_default_and_same_origin_only() {
+    let keys = ring_spec(&[("k1", &Pepper::generate())]);
+    let (mut off, mut on, mut on_ws) = tokio::task::spawn_blocking(move || {
+        let on = [("DEMO_ALLOW_KILL", "1")];
+        (
+            Worker::start("off", &keys),
+            Worker::start_with("on", &keys, &on),
+            Worker::start_with("on-ws", &keys, &on),
+        )
+    })
+    .await
+    .unwrap();
+
+    // Off: no button, the message is ignored, the POST refused, whatever its origin.
+    let mut c = Conn::open(off.port, Tab::default()).await;
+    assert_eq!(c.tab.kill, Some(false));
+    c.ws.send(Message::text(r#"{"type":"kill"}"#))
+        .await
+        .unwrap();
+    c.event("counter", "inc", Value::Null).await; // still served
+    let same = format!("http://127.0.0.1:{}", off.port);
+    for headers in [
+        vec![],
+        vec![
+            ("Origin", same.clone()),
+            ("Sec-Fetch-Site", "same-origin".into()),
+        ],
+    ] {
+        assert_eq!(
+            post_kill(off.port, &headers).await,
+            "HTTP/1.1 403 Forbidden"
+        );
+    }
+    assert!(off.alive());
+    drop(c);
+
+    // On: the page may show its button; cross-site form posts are refused.
+    let c = Conn::open(on.port, Tab::default()).await;
+    assert_eq!(c.tab.kill, Some(true));
+    drop(c);
+    let same = format!("http://127.0.0.1:{}", on.port);
+    for headers in [
+        vec![("Origin", "https://evil.example".to_owned())],
+        vec![("Origin", "null".to_owned())],
+        vec![("Origin", format!("http://127.0.0.1:{}", on.port ^ 1))],
+        vec![("Sec-Fetch-Site", "cross-site".to_owned())],
+        vec![
+            ("Sec-Fetch-Site", "same-site".to_owned()),
+            ("Origin", same.clone()),
+        ],
+    ] {
+        assert_eq!(
+            post_kill(on.port, &headers).await,
+            "HTTP/1.1 403 Forbidden",
+            "{headers:?}"
+        );
+    }
+    assert!(on.alive());
+    // A cross-origin WebSocket cannot send the `kill` either: the upgrade is refused.
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://127.0.0.1:{}/ws", on.port),
+    )
+    .unwrap();
+    req.headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            assert_eq!(res.status().as_u16(), 403)
+        }
+        other => panic!("cross-origin upgrade not refused: {:?}", other.map(|_| ())),
+    }
+    // Same origin (as the page's own button would post): the worker exits with status 1.
+    let headers = [
+        ("Origin", same),
+        ("Sec-Fetch-Site", "same-origin".to_owned()),
+    ];
+    assert_eq!(post_kill(on.port, &headers).await, "HTTP/1.1 200 OK");
+    let status = tokio::task::spawn_blocking(move || on.wait_exit(WAIT))
+        .await
+        .unwrap()
+        .expect("the worker did not exit");
+    assert_eq!(status.code(), Some(1));
+
+    // On, over the page's WebSocket (same origin, as Chromium sends it): exits too.
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://127.0.0.1:{}/ws", on_ws.port),
+    )
+    .unwrap();
+    let origin = format!("http://127.0.0.1:{}", on_ws.port);
+    req.headers_mut().insert("origin", origin.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::text(Tab::default().recover_message().to_string()))
+        .await
+        .unwrap();
+    ws.send(Message::text(r#"{"type":"kill"}"#)).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || on_ws.wait_exit(WAIT))
+        .await
+        .unwrap()
+        .expect("the worker did not exit");
+    assert_eq!(status.code(), Some(1));
+}
+
+/// The demo bounds what an idle client holds: a WebSocket session with no client message for
+/// `DEMO_IDLE_TIMEOUT_SECS` is closed (1000, `idle`) while an active one stays open, and an
+/// HTTP connection that does not finish its headers within `DEMO_HEADER_TIMEOUT_SECS` is
+/// closed (slowloris); complete requests are still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_closes_idle_sessions_and_slow_headers() {
+    let keys = ring_spec(&[("k1", &Pepper::generate())]);
+    let w = tokio::task::spawn_blocking(move || {
+        let env = [
+            ("DEMO_IDLE_TIMEOUT_SECS", "1"),
+            ("DEMO_HEADER_TIMEOUT_SECS", "1"),
+        ];
+        Worker::start_with("idle", &keys, &env)
+    })
+    .await
+    .unwrap();
+
+    // Active: an event every 400 ms for 2.5 s keeps the session open.
+    let mut c = Conn::open(w.port, Tab::default()).await;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(2500) {
+        c.event("counter", "inc", Value::Null).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    // Idle: closed with 1000 "idle" about a second after the last message.
+    let idle_from = std::time::Instant::now();
+    let frame = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match c.ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => {}
+                other => panic!("socket ended without a close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the idle session was not closed")
+    .expect("a close frame with a code");
+    assert_eq!(u16::from(frame.code), 1000);
+    assert_eq!(frame.reason.as_str(), "idle");
+    assert!(idle_from.elapsed() >= Duration::from_millis(500));
+
+    // Headers that never end: the connection is closed (hyper answers 408 first).
+    let slow = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1\r\n";
+    let closed = raw_http(w.port, slow, Duration::from_secs(5)).await;
+    let answer = closed.expect("a connection with unfinished headers was kept open");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    // A connection that sends nothing at all is closed too.
+    assert!(raw_http(w.port, b"", Duration::from_secs(5))
+        .await
+        .is_some());
+    // Complete requests are served as before.
+    let ok = raw_http(
+        w.port,
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert!(
+        ok.starts_with("HTTP/1.1 200 OK") && ok.ends_with("ok idle\n"),
+        "{ok}"
+    );
 }
