@@ -59,12 +59,31 @@ pub enum ConfigError {
     /// A namespace that is empty or longer than 128 bytes.
     #[error("namespace must be 1 to 128 bytes")]
     InvalidNamespace,
-    /// An OTP step of zero seconds.
-    #[error("otp step must be at least 1 second, got {0}")]
+    /// An OTP step of zero seconds or longer than
+    /// [`OtpSettings::MAX_STEP_SECS`](crate::OtpSettings::MAX_STEP_SECS) (one day).
+    #[error(
+        "otp step must be 1 to {max} seconds (1 day), got {0}",
+        max = crate::OtpSettings::MAX_STEP_SECS
+    )]
     InvalidOtpStep(u64),
     /// An OTP skew larger than the maximum.
-    #[error("otp skew must be at most 48 steps, got {0}")]
+    #[error("otp skew must be at most {max} steps, got {0}", max = crate::OtpSettings::MAX_SKEW)]
     InvalidOtpSkew(u64),
+    /// An OTP window, `step × (2 × skew + 1)`, longer than
+    /// [`OtpSettings::MAX_WINDOW_SECS`](crate::OtpSettings::MAX_WINDOW_SECS) (seven days):
+    /// entries would be accepted for longer than that.
+    #[error(
+        "otp window step × (2 × skew + 1) = {step_secs} × (2 × {skew} + 1) = {window_secs} seconds is over the maximum of {} seconds (7 days): use a shorter step or a smaller skew",
+        crate::OtpSettings::MAX_WINDOW_SECS
+    )]
+    OtpWindowTooLong {
+        /// The step, in seconds.
+        step_secs: u64,
+        /// The skew, in steps.
+        skew: u64,
+        /// `step × (2 × skew + 1)`, in seconds.
+        window_secs: u64,
+    },
     /// A limit set to zero or beyond what the format allows.
     #[error("limit {name} is out of range: {detail}")]
     InvalidLimit {

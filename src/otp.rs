@@ -41,18 +41,36 @@ impl OtpSettings {
     pub const DEFAULT_SKEW: u64 = 1;
     /// The largest skew accepted.
     pub const MAX_SKEW: u64 = 48;
+    /// The longest step accepted: one day.
+    pub const MAX_STEP_SECS: u64 = 86_400;
+    /// The longest window accepted, `step × (2 × skew + 1)`: seven days. An entry of step `n`
+    /// is accepted while the opener's clock is in steps `n − skew` to `n + skew`, that is for
+    /// `2 × skew + 1` steps, so [`max_age_secs`](Self::max_age_secs) is at most this minus one
+    /// second, whatever the clocks (within `skew` steps of each other) say.
+    pub const MAX_WINDOW_SECS: u64 = 604_800;
 
     /// Settings with a step of `step_secs` seconds and `skew` steps either side.
     ///
     /// # Errors
-    /// [`ConfigError::InvalidOtpStep`] for a zero step, [`ConfigError::InvalidOtpSkew`] for a
-    /// skew above [`MAX_SKEW`](Self::MAX_SKEW).
+    /// [`ConfigError::InvalidOtpStep`] for a step of zero or over
+    /// [`MAX_STEP_SECS`](Self::MAX_STEP_SECS), [`ConfigError::InvalidOtpSkew`] for a skew
+    /// above [`MAX_SKEW`](Self::MAX_SKEW), [`ConfigError::OtpWindowTooLong`] when
+    /// `step × (2 × skew + 1)` is over [`MAX_WINDOW_SECS`](Self::MAX_WINDOW_SECS).
     pub fn new(step_secs: u64, skew: u64) -> Result<Self, ConfigError> {
-        if step_secs == 0 {
+        if step_secs == 0 || step_secs > Self::MAX_STEP_SECS {
             return Err(ConfigError::InvalidOtpStep(step_secs));
         }
         if skew > Self::MAX_SKEW {
             return Err(ConfigError::InvalidOtpSkew(skew));
+        }
+        // At most 86 400 × 97: no overflow, but saturate anyway.
+        let window_secs = step_secs.saturating_mul(skew.saturating_mul(2).saturating_add(1));
+        if window_secs > Self::MAX_WINDOW_SECS {
+            return Err(ConfigError::OtpWindowTooLong {
+                step_secs,
+                skew,
+                window_secs,
+            });
         }
         Ok(Self { step_secs, skew })
     }
@@ -92,7 +110,7 @@ impl OtpSettings {
     }
 
     /// The longest time an entry can be accepted after it was sealed: (2 × skew + 1) steps
-    /// minus one second, saturating.
+    /// minus one second; at most [`MAX_WINDOW_SECS`](Self::MAX_WINDOW_SECS) − 1.
     #[must_use]
     pub const fn max_age_secs(&self) -> u64 {
         self.step_secs
@@ -291,7 +309,7 @@ mod tests {
             assert_eq!(rfc6238_code(Algorithm::SHA1, SEED_SHA1, 30, t).len(), 8);
             assert_eq!(rfc6238_code(Algorithm::SHA1, SEED_SHA1, 1, t).len(), 8);
         }
-        for (step, skew) in [(1, 0), (1, 48), (14_400, 1), (u64::MAX, 48)] {
+        for (step, skew) in [(1, 0), (1, 48), (14_400, 1), (86_400, 3), (6_235, 48)] {
             let s = OtpSettings::new(step, skew).unwrap();
             for now in [0, 1, u64::MAX] {
                 for st in [0, 1, u64::MAX] {
@@ -320,6 +338,60 @@ mod tests {
         assert_eq!(s.max_age_secs(), 299);
         assert!(OtpSettings::new(0, 1).is_err());
         assert!(OtpSettings::new(1, 49).is_err());
+    }
+
+    #[test]
+    fn step_and_window_are_capped() {
+        const DAY: u64 = 86_400;
+        const WEEK: u64 = 7 * DAY;
+        // The step: at most one day.
+        assert!(OtpSettings::new(DAY, 0).is_ok());
+        assert!(OtpSettings::new(DAY, 3).is_ok()); // 7 steps of a day: exactly a week
+        for step in [DAY + 1, u64::MAX / 2, u64::MAX - 1, u64::MAX] {
+            for skew in [0, 1, 48] {
+                let err = OtpSettings::new(step, skew).unwrap_err();
+                assert_eq!(err, ConfigError::InvalidOtpStep(step), "{step} {skew}");
+                assert!(err.to_string().contains("86400"), "{err}");
+            }
+        }
+        // The window, step × (2 × skew + 1): at most a week.
+        assert_eq!(
+            OtpSettings::new(DAY, 4).unwrap_err(),
+            ConfigError::OtpWindowTooLong {
+                step_secs: DAY,
+                skew: 4,
+                window_secs: 9 * DAY
+            }
+        );
+        assert!(OtpSettings::new(DAY, 4)
+            .unwrap_err()
+            .to_string()
+            .contains("604800"));
+        // With the largest skew, 97 steps: 6235 s fits (604 795 s), 6236 s does not.
+        let fits = OtpSettings::new(6_235, OtpSettings::MAX_SKEW).unwrap();
+        assert_eq!(fits.max_age_secs(), 6_235 * 97 - 1);
+        assert!(matches!(
+            OtpSettings::new(6_236, OtpSettings::MAX_SKEW),
+            Err(ConfigError::OtpWindowTooLong {
+                window_secs: 604_892,
+                ..
+            })
+        ));
+        // Exactly a week is allowed: 604 800 = 2 × 3 + 1 steps of a day, = 7 × 86 400.
+        let week = OtpSettings::new(WEEK / 7, 3).unwrap();
+        assert_eq!(week.max_age_secs(), WEEK - 1);
+        assert!(OtpSettings::new(201_600, 1).is_err()); // 3 steps, but over a day each
+        assert!(OtpSettings::new(1, OtpSettings::MAX_SKEW).is_ok());
+        // Every accepted setting keeps the hard maximum age under a week.
+        for step in [1, 59, 3_600, 14_400, 43_200, DAY] {
+            for skew in 0..=OtpSettings::MAX_SKEW {
+                if let Ok(s) = OtpSettings::new(step, skew) {
+                    assert!(s.max_age_secs() < WEEK, "{step} {skew}");
+                }
+            }
+        }
+        assert_eq!(OtpSettings::MAX_STEP_SECS, DAY);
+        assert_eq!(OtpSettings::MAX_WINDOW_SECS, WEEK);
     }
 
     #[test]

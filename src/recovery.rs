@@ -298,7 +298,9 @@ impl RecoveryBuilder {
     /// `STATE_RECOVERY_LOCATION_KEY`.
     ///
     /// # Errors
-    /// [`ConfigError::Environment`] naming the variable, or the parsing error of its value.
+    /// [`ConfigError::Environment`] naming the variable, or the parsing error of its value
+    /// (for the OTP settings, the limits of [`OtpSettings::new`]: a step of at most a day and
+    /// a window of at most seven days).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -366,5 +368,54 @@ impl RecoveryBuilder {
                 cache: StepKeyCache::default(),
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes 0x00..=0x1f.
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+
+    fn from_vars(vars: &[(&str, &str)]) -> Result<RecoveryBuilder, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        RecoveryBuilder::from_lookup(|name| {
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn otp_step_and_window_from_the_environment_are_capped() {
+        let ring = format!("k1:{KEY}");
+        let otp = |step: &str, skew: &str| {
+            from_vars(&[
+                ("STATE_RECOVERY_KEYS", &ring),
+                ("STATE_RECOVERY_OTP_STEP", step),
+                ("STATE_RECOVERY_OTP_SKEW", skew),
+            ])
+            .map(|b| b.otp)
+        };
+        assert_eq!(
+            otp("18446744073709551615", "1").unwrap_err(),
+            ConfigError::InvalidOtpStep(u64::MAX)
+        );
+        assert_eq!(
+            otp("86401", "0").unwrap_err(),
+            ConfigError::InvalidOtpStep(86_401)
+        );
+        assert_eq!(otp("86400", "3").unwrap().max_age_secs(), 604_799);
+        assert!(matches!(
+            otp("86400", "4"),
+            Err(ConfigError::OtpWindowTooLong {
+                step_secs: 86_400,
+                skew: 4,
+                window_secs: 777_600
+            })
+        ));
+        assert_eq!(otp("14400", "1").unwrap(), OtpSettings::default());
     }
 }

@@ -404,6 +404,45 @@ fn configuration_errors_exit_2_without_key_material() {
 }
 
 #[test]
+fn otp_step_and_window_over_the_caps_exit_2() {
+    let salt = salt_text(1);
+    let with = |vars: &[(&'static str, &str)]| {
+        let mut e = env(&ring_spec());
+        for (var, val) in vars {
+            e.push((var, (*val).to_owned()));
+        }
+        run_env(&["open", "--salt", &salt], &e, b"")
+    };
+    // u64::MAX seconds per step would make an entry sealed at t = 0 open forever.
+    for step in ["18446744073709551615", "86401", "604800"] {
+        let r = with(&[("STATE_RECOVERY_OTP_STEP", step)]);
+        r.assert_fatal(&[&key_b64(7)]);
+        assert!(
+            r.stderr.contains("otp step") && r.stderr.contains("86400"),
+            "{}",
+            r.stderr
+        );
+    }
+    // A day per step is the largest step; with skew 3 the window is exactly 7 days.
+    for (step, skew) in [("86400", "1"), ("86400", "3"), ("6235", "48")] {
+        let r = with(&[
+            ("STATE_RECOVERY_OTP_STEP", step),
+            ("STATE_RECOVERY_OTP_SKEW", skew),
+        ]);
+        assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{step} {skew}");
+    }
+    for (step, skew) in [("86400", "4"), ("6236", "48"), ("86399", "4")] {
+        let r = with(&[
+            ("STATE_RECOVERY_OTP_STEP", step),
+            ("STATE_RECOVERY_OTP_SKEW", skew),
+        ]);
+        r.assert_fatal(&[&key_b64(7)]);
+        assert!(r.stderr.contains("604800"), "{}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    }
+}
+
+#[test]
 fn bad_json_exits_2_without_panicking() {
     let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
     let inputs = [
