@@ -25,6 +25,11 @@ pub enum ConfigError {
     /// A pepper made only of zero bytes.
     #[error("pepper is all zero bytes")]
     PepperAllZero,
+    /// A key with fewer than [`Pepper::MIN_DISTINCT_BYTES`](crate::Pepper::MIN_DISTINCT_BYTES)
+    /// distinct byte values (such as 32 copies of one byte): it was not drawn at random. How
+    /// many there are is not said.
+    #[error("key has fewer than {min} distinct byte values, so it is not random: generate one with `state-recovery keygen`", min = crate::Pepper::MIN_DISTINCT_BYTES)]
+    PepperLowDiversity,
     /// A key id that is empty, longer than 32 characters or outside `[A-Za-z0-9_-]`. The
     /// text is not repeated: a key written where the id belongs would leak through it.
     #[error("a key id of {len} bytes is invalid: use 1 to 32 characters from [A-Za-z0-9_-]")]
@@ -37,6 +42,22 @@ pub enum ConfigError {
     DuplicateKeyId {
         /// The repeated id.
         id: String,
+    },
+    /// One key under two ids of a key ring (compared as HMAC keys, in constant time). Named
+    /// by the entries' 1-based positions, never by the key.
+    #[error("key ring entries {first} and {second} have the same key: give every id its own key (`state-recovery keygen`)")]
+    DuplicatePepper {
+        /// The position of the first entry with that key.
+        first: usize,
+        /// The position of the entry that repeats it.
+        second: usize,
+    },
+    /// A location key that is one of the key ring's peppers: one key in two roles (the
+    /// location key never rotates, peppers do).
+    #[error("the location key is the same key as key ring entry {position}: give the location key its own key (`state-recovery keygen`)")]
+    LocationKeyReusesPepper {
+        /// The 1-based position of the pepper in the ring.
+        position: usize,
     },
     /// A key ring with no keys.
     #[error("the key ring is empty")]

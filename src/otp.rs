@@ -153,6 +153,14 @@ impl DerivedKeys {
         }
     }
 
+    /// Whether both come from the same HMAC key (equal peppers, or peppers HMAC treats as
+    /// equal: zero-padded to its 64-byte block, or hashed when longer), compared in constant
+    /// time through their `mac_root`s.
+    pub(crate) fn same_mac_key(&self, other: &Self) -> subtle::Choice {
+        use subtle::ConstantTimeEq as _;
+        self.mac_root.as_slice().ct_eq(other.mac_root.as_slice())
+    }
+
     /// The OTP code for step `n`, as ASCII digits.
     pub(crate) fn code(&self, step: u64) -> Zeroizing<[u8; CODE_DIGITS]> {
         code_bytes(&self.totp, step)
@@ -273,6 +281,14 @@ mod tests {
     const SEED_SHA1: &[u8] = b"12345678901234567890";
     const SEED_SHA256: &[u8] = b"12345678901234567890123456789012";
     const SEED_SHA512: &[u8] = b"1234567890123456789012345678901234567890123456789012345678901234";
+
+    /// A fixed pepper with 32 distinct byte values.
+    fn fixture_pepper() -> Pepper {
+        Pepper::try_from_bytes(&std::array::from_fn::<u8, 32, _>(|i| {
+            7 ^ (i as u8).wrapping_mul(37)
+        }))
+        .unwrap()
+    }
 
     #[test]
     fn rfc6238_appendix_b() {
@@ -396,7 +412,7 @@ mod tests {
 
     #[test]
     fn derivations_are_separated_and_deterministic() {
-        let p = Pepper::try_from_bytes(&[7; 32]).unwrap();
+        let p = fixture_pepper();
         let a = DerivedKeys::derive(&p);
         let b = DerivedKeys::derive(&p);
         assert_eq!(*a.mac_root, *b.mac_root);
@@ -414,11 +430,7 @@ mod tests {
 
     #[test]
     fn cache_stays_bounded() {
-        let ring = KeyRing::single(
-            crate::KeyId::new("k").unwrap(),
-            Pepper::try_from_bytes(&[7; 32]).unwrap(),
-        )
-        .unwrap();
+        let ring = KeyRing::single(crate::KeyId::new("k").unwrap(), fixture_pepper()).unwrap();
         let s = OtpSettings::new(10, 1).unwrap();
         let cache = StepKeyCache::default();
         for now in (0..10_000).step_by(10) {

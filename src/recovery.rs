@@ -346,12 +346,21 @@ impl RecoveryBuilder {
     /// Checks the configuration and builds the recovery.
     ///
     /// # Errors
-    /// [`ConfigError::InvalidNamespace`] or [`ConfigError::InvalidLimit`].
+    /// [`ConfigError::InvalidNamespace`], [`ConfigError::InvalidLimit`], or
+    /// [`ConfigError::LocationKeyReusesPepper`] when the location key is one of the ring's
+    /// peppers (compared as HMAC keys).
     pub fn build(self) -> Result<Recovery, ConfigError> {
         if self.namespace.is_empty() || self.namespace.len() > 128 {
             return Err(ConfigError::InvalidNamespace);
         }
         self.limits.validate()?;
+        if let Some(position) = self
+            .location_key
+            .as_ref()
+            .and_then(|k| self.ring.position_of_key(k))
+        {
+            return Err(ConfigError::LocationKeyReusesPepper { position });
+        }
         let namespace: Box<[u8]> = self.namespace.as_bytes().into();
         let hasher = LocationHasher::new(
             &namespace,

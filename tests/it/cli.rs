@@ -91,7 +91,7 @@ fn run(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Run {
 }
 
 fn key_b64(byte: u8) -> String {
-    Pepper::try_from_bytes(&[byte; 32])
+    Pepper::try_from_bytes(&crate::common::pepper_bytes(byte))
         .unwrap()
         .expose_base64()
         .to_string()
@@ -439,6 +439,36 @@ fn otp_step_and_window_over_the_caps_exit_2() {
         r.assert_fatal(&[&key_b64(7)]);
         assert!(r.stderr.contains("604800"), "{}", r.stderr);
         assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    }
+}
+
+#[test]
+fn weak_and_reused_keys_exit_2_without_key_material() {
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let salt = salt_text(1);
+    let mut one = [0u8; 32];
+    one[31] = 1;
+    let (constant, almost_zero) = (b64(&[1; 32]), b64(&one));
+    let (k7, k8) = (key_b64(7), key_b64(8));
+    let cases = [
+        (format!("cli:{constant}"), None, "distinct"),
+        (format!("cli:{almost_zero}"), None, "distinct"),
+        (format!("a:{k7},b:{k7}"), None, "same key"),
+        (format!("a:{k7},b:{k8},c:{k7}"), None, "same key"),
+        (format!("a:{k7},b:{k8}"), Some(k8.clone()), "location key"),
+    ];
+    for (ring, location_key, expected) in &cases {
+        let mut e = env(ring);
+        if let Some(k) = location_key {
+            e.push(("STATE_RECOVERY_LOCATION_KEY", k.clone()));
+        }
+        for cmd in ["seal", "open"] {
+            let r = run_env(&[cmd, "--salt", &salt, "--location", LOC], &e, b"1");
+            r.assert_fatal(&[&constant, &almost_zero, &k7, &k8]);
+            assert!(r.stderr.contains(expected), "{}", r.stderr);
+            assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+        }
     }
 }
 
