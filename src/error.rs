@@ -6,7 +6,8 @@ use std::fmt;
 /// A configuration problem, found when the key ring, salt or settings are built.
 ///
 /// These are meant for operators at start-up and say exactly what is wrong, but never include
-/// key material: a bad key is named by its id or position, not by its value.
+/// key material: a bad key is named by its 1-based position in the key ring, never by its
+/// value, and never by its id either (a key written where the id belongs can look like one).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -37,11 +38,13 @@ pub enum ConfigError {
         /// The length of what was given, in bytes.
         len: usize,
     },
-    /// Two keys in one ring with the same id.
-    #[error("key id {id:?} appears more than once in the key ring")]
+    /// Two keys in one ring with the same id. Named by position: the id is not repeated.
+    #[error("key ring entries {first} and {second} have the same id")]
     DuplicateKeyId {
-        /// The repeated id.
-        id: String,
+        /// The 1-based position of the first entry with that id.
+        first: usize,
+        /// The 1-based position of the entry that repeats it.
+        second: usize,
     },
     /// One key under two ids of a key ring (compared as HMAC keys, in constant time). Named
     /// by the entries' 1-based positions, never by the key.
@@ -68,11 +71,19 @@ pub enum ConfigError {
         /// 1-based position of the entry in the comma-separated list.
         position: usize,
     },
-    /// A key that is not canonical unpadded base64url.
-    #[error("key {id:?} is not canonical unpadded base64url")]
-    KeyEncoding {
-        /// The id of the key (the key itself is never shown).
-        id: String,
+    /// A key that is not canonical unpadded base64url. In a key ring it comes inside
+    /// [`KeyRingEntry`](Self::KeyRingEntry), which gives the position.
+    #[error("key is not canonical unpadded base64url")]
+    KeyEncoding,
+    /// An entry of a key ring whose id or key is invalid: the entry's 1-based position and
+    /// what is wrong ([`InvalidKeyId`](Self::InvalidKeyId), [`KeyEncoding`](Self::KeyEncoding)
+    /// or a pepper error), never the entry's text.
+    #[error("key ring entry {position}: {problem}")]
+    KeyRingEntry {
+        /// 1-based position of the entry in the comma-separated list.
+        position: usize,
+        /// What is wrong with it.
+        problem: Box<ConfigError>,
     },
     /// A salt that is not 22 characters of canonical unpadded base64url (16 bytes).
     #[error("salt is not 16 bytes of canonical unpadded base64url")]

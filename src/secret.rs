@@ -76,7 +76,7 @@ impl Pepper {
         let bytes = Zeroizing::new(
             URL_SAFE_NO_PAD
                 .decode(encoded.as_bytes())
-                .map_err(|_| ConfigError::KeyEncoding { id: String::new() })?,
+                .map_err(|_| ConfigError::KeyEncoding)?,
         );
         Self::try_from_bytes(&bytes)
     }
@@ -251,13 +251,15 @@ impl KeyRing {
     /// [`ConfigError::EmptyKeyRing`], [`ConfigError::DuplicateKeyId`],
     /// [`ConfigError::DuplicatePepper`] (one key under two ids, compared as HMAC keys, so a
     /// key with zero bytes appended is the same key), or [`ConfigError::InvalidLimit`] for
-    /// more than [`MAX_KEYS`](Self::MAX_KEYS) keys.
+    /// more than [`MAX_KEYS`](Self::MAX_KEYS) keys. Entries are named by their 1-based
+    /// position, never by id or key.
     pub fn new(keys: impl IntoIterator<Item = (KeyId, Pepper)>) -> Result<Self, ConfigError> {
         let mut ring: Vec<RingKey> = Vec::new();
         for (id, pepper) in keys {
-            if ring.iter().any(|k| k.id == id) {
+            if let Some(first) = ring.iter().position(|k| k.id == id) {
                 return Err(ConfigError::DuplicateKeyId {
-                    id: id.as_str().into(),
+                    first: first.saturating_add(1),
+                    second: ring.len().saturating_add(1),
                 });
             }
             if ring.len() >= Self::MAX_KEYS {
@@ -297,22 +299,24 @@ impl KeyRing {
     /// base64url of at least 32 bytes. Whitespace around entries is ignored.
     ///
     /// # Errors
-    /// A [`ConfigError`] naming the entry's position or id, never the key.
+    /// A [`ConfigError`] naming the entry's 1-based position, never its text (neither the key
+    /// nor the id: a key written where the id belongs can look like an id):
+    /// [`ConfigError::KeyRingSyntax`], [`ConfigError::KeyRingEntry`] for an invalid id or key,
+    /// or the errors of [`new`](Self::new).
     pub fn parse(spec: &str) -> Result<Self, ConfigError> {
         let mut pairs = Vec::new();
         for (i, item) in spec.trim().split(',').enumerate() {
             let position = i.saturating_add(1);
+            let in_entry = |problem| ConfigError::KeyRingEntry {
+                position,
+                problem: Box::new(problem),
+            };
             let (id, key) = item
                 .trim()
                 .split_once(':')
                 .ok_or(ConfigError::KeyRingSyntax { position })?;
-            let id = KeyId::new(id.trim())?;
-            let pepper = Pepper::from_base64(key.trim()).map_err(|e| match e {
-                ConfigError::KeyEncoding { .. } => ConfigError::KeyEncoding {
-                    id: id.as_str().into(),
-                },
-                other => other,
-            })?;
+            let id = KeyId::new(id.trim()).map_err(in_entry)?;
+            let pepper = Pepper::from_base64(key.trim()).map_err(in_entry)?;
             pairs.push((id, pepper));
         }
         Self::new(pairs)
@@ -557,6 +561,13 @@ mod tests {
             Err(ConfigError::PepperLowDiversity)
         );
         let err = KeyRing::parse(&format!("k:{weak}")).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::KeyRingEntry {
+                position: 1,
+                problem: Box::new(ConfigError::PepperLowDiversity)
+            }
+        );
         assert!(!err.to_string().contains(&weak), "{err}");
         assert!(err.to_string().contains("distinct"), "{err}");
     }
@@ -675,8 +686,18 @@ mod tests {
         );
         assert_eq!(ring.sealing().1.id.as_str(), "new");
         assert_eq!(
-            KeyRing::parse(&format!("a:{KEY_A},a:{KEY_A}")).unwrap_err(),
-            ConfigError::DuplicateKeyId { id: "a".into() }
+            KeyRing::parse(&format!("a:{KEY_A},a:{KEY_B}")).unwrap_err(),
+            ConfigError::DuplicateKeyId {
+                first: 1,
+                second: 2
+            }
+        );
+        assert_eq!(
+            KeyRing::parse(&format!("a:{KEY_A},b:{KEY_B},a:{KEY_A}")).unwrap_err(),
+            ConfigError::DuplicateKeyId {
+                first: 1,
+                second: 3
+            }
         );
         assert_eq!(
             KeyRing::parse("").unwrap_err(),
@@ -687,18 +708,50 @@ mod tests {
             ConfigError::KeyRingSyntax { position: 2 }
         );
         // A key written where the id belongs is never repeated in the error.
+        let in_entry = |position, problem| ConfigError::KeyRingEntry {
+            position,
+            problem: Box::new(problem),
+        };
         let err = KeyRing::parse(&format!("{KEY_A}:a")).unwrap_err();
-        assert_eq!(err, ConfigError::InvalidKeyId { len: 43 });
+        assert_eq!(err, in_entry(1, ConfigError::InvalidKeyId { len: 43 }));
         assert!(!err.to_string().contains(KEY_A));
-        let err = KeyRing::parse(&format!("a:{KEY_A}=")).unwrap_err();
-        assert_eq!(err, ConfigError::KeyEncoding { id: "a".into() });
-        assert!(!err.to_string().contains(KEY_A));
-        assert!(matches!(
+        let err = KeyRing::parse(&format!("b:{KEY_B},a:{KEY_A}=")).unwrap_err();
+        assert_eq!(err, in_entry(2, ConfigError::KeyEncoding));
+        assert_eq!(
+            err.to_string(),
+            "key ring entry 2: key is not canonical unpadded base64url"
+        );
+        assert_eq!(
             KeyRing::parse("a:AAAA").unwrap_err(),
-            ConfigError::PepperTooShort { len: 3 }
-        ));
+            in_entry(1, ConfigError::PepperTooShort { len: 3 })
+        );
         let round = KeyRing::parse(&ring.expose_spec()).unwrap();
         assert_eq!(round.len(), 2);
+    }
+
+    #[test]
+    fn errors_never_repeat_a_key_written_as_an_id() {
+        // The first 32 characters of a key are a valid id: written in the id slot, a key (or a
+        // shorter secret) must not come back in any error about the ring.
+        let secret = &KEY_B[..32];
+        assert!(KeyId::new(secret).is_ok());
+        let specs = [
+            format!("{secret}:{KEY_A}="),                 // not canonical base64url
+            format!("{secret}:AAAA"),                     // too short
+            format!("{secret}:{KEY_A},{secret}:{KEY_A}"), // the id twice
+            format!("{secret}:{KEY_A},k:{KEY_A}"),        // the key twice
+            format!("k:{KEY_A},{secret}:{}", URL_SAFE_NO_PAD.encode([1u8; 32])), // weak
+            format!("{KEY_A}:{secret}"),                  // KEY:ID
+            format!("k:{KEY_A},{secret}"),                // no colon
+        ];
+        for spec in &specs {
+            let err = KeyRing::parse(spec).unwrap_err();
+            for text in [err.to_string(), format!("{err:?}")] {
+                assert!(!text.contains(secret), "{spec}: {text}");
+                assert!(!text.contains(&secret[..12]), "{spec}: {text}");
+                assert!(!text.contains("AAECAw"), "{spec}: {text}");
+            }
+        }
     }
 
     #[test]

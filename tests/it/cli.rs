@@ -473,6 +473,32 @@ fn weak_and_reused_keys_exit_2_without_key_material() {
 }
 
 #[test]
+fn a_key_in_the_id_slot_is_never_printed() {
+    // A key that fits the id syntax (32 base64url characters) written where the id belongs.
+    let secret = key_b64(9)[..32].to_owned();
+    let (k7, k8) = (key_b64(7), key_b64(8));
+    let salt = salt_text(1);
+    let rings = [
+        (format!("{secret}:{k7}="), "entry 1"),
+        (format!("k:{k7},{secret}:{}", &k8[..20]), "entry 2"),
+        (format!("{secret}:{k7},{secret}:{k8}"), "entries 1 and 2"),
+        (
+            format!("{secret}:{k7},b:{k8},{secret}:{k7}"),
+            "entries 1 and 3",
+        ),
+        (format!("a:{k7},{secret}:{k7}"), "entries 1 and 2"),
+    ];
+    for (ring, position) in &rings {
+        for cmd in ["seal", "open"] {
+            let r = run_env(&[cmd, "--salt", &salt, "--location", LOC], &env(ring), b"1");
+            r.assert_fatal(&[&secret, &secret[..12], &k7, &k8, &k8[..20]]);
+            assert!(r.stderr.contains(position), "{}", r.stderr);
+            assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+        }
+    }
+}
+
+#[test]
 fn bad_json_exits_2_without_panicking() {
     let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
     let inputs = [
