@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use totp_rs::{Algorithm, TOTP};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::ConfigError;
 use crate::mac::{self, HmacSha256};
@@ -136,19 +136,52 @@ pub(crate) enum Window {
     NotYetValid,
 }
 
-/// Keys derived from one pepper. No `Debug`: it holds secrets.
+/// 32 secret bytes on the heap, wiped when dropped: moving the owner moves a pointer, never
+/// the bytes, so no stale copy is left in a stack frame.
+pub(crate) struct SecretBytes(Box<[u8; 32]>);
+
+impl SecretBytes {
+    fn zeroed() -> Self {
+        Self(Box::new([0; 32]))
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+}
+
+impl Zeroize for SecretBytes {
+    fn zeroize(&mut self) {
+        self.0.as_mut().zeroize();
+    }
+}
+
+impl Drop for SecretBytes {
+    fn drop(&mut self) {
+        self.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for SecretBytes {}
+
+/// Keys derived from one pepper. No `Debug`: it holds secrets. Both are wiped on drop:
+/// `mac_root` by [`SecretBytes`], the TOTP secret by totp-rs (its `zeroize` feature).
+#[derive(Zeroize, ZeroizeOnDrop)]
 pub(crate) struct DerivedKeys {
-    mac_root: Zeroizing<[u8; 32]>,
+    mac_root: SecretBytes,
     totp: TOTP,
 }
 
 impl DerivedKeys {
     pub(crate) fn derive(pepper: &Pepper) -> Self {
-        let mac_root = Zeroizing::new(mac::hmac_sha256(pepper.expose_bytes(), MAC_ROOT_LABEL));
-        let totp_secret =
-            Zeroizing::new(mac::hmac_sha256(pepper.expose_bytes(), TOTP_SECRET_LABEL));
+        // Each HMAC writes straight into wiped storage: no intermediate copy of the result.
+        let mut mac_root = SecretBytes::zeroed();
+        mac::hmac_sha256_into(pepper.expose_bytes(), MAC_ROOT_LABEL, &mut mac_root.0);
+        let mut totp_secret = Zeroizing::new([0u8; 32]);
+        mac::hmac_sha256_into(pepper.expose_bytes(), TOTP_SECRET_LABEL, &mut totp_secret);
         Self {
             mac_root,
+            // totp-rs owns (and wipes on drop) this copy; ours is wiped when it goes out of scope.
             totp: totp_at_counter(Algorithm::SHA1, totp_secret.to_vec()),
         }
     }
@@ -173,7 +206,7 @@ impl DerivedKeys {
         step: u64,
     ) -> (Zeroizing<[u8; CODE_DIGITS]>, HmacSha256) {
         let code = self.code(step);
-        let mut root = mac::keyed(self.mac_root.as_ref());
+        let mut root = mac::keyed(self.mac_root.as_slice());
         mac::pae_update(
             &mut root,
             &[
@@ -184,7 +217,8 @@ impl DerivedKeys {
                 &[code.as_ref()],
             ],
         );
-        let step_key = Zeroizing::new(<[u8; 32]>::from(hmac::Mac::finalize(root).into_bytes()));
+        let mut step_key = Zeroizing::new([0u8; 32]);
+        mac::finalize_into(root, &mut step_key);
         (code, mac::keyed(step_key.as_ref()))
     }
 }
@@ -215,6 +249,11 @@ pub fn rfc6238_code(algorithm: Algorithm, secret: &[u8], step_secs: u64, time: u
 
 /// A derived step key: the MAC state keyed with the step key that has already absorbed the
 /// part of the entry encoding shared by every entry of its (key id, step), OTP code included.
+///
+/// Not wiped: `hmac` 0.12 (and `sha2`/`digest` 0.10) implement no `Zeroize`, and overwriting
+/// its fields needs `unsafe`. A state is as good as its step key for that one (namespace,
+/// key id, step), so it can forge entries only for a step inside the window; the cache drops
+/// states whose step has left it, and those can no longer forge anything that opens.
 #[derive(Clone)]
 pub(crate) struct StepKey {
     pub(crate) mac: HmacSha256,
@@ -415,8 +454,16 @@ mod tests {
         let p = fixture_pepper();
         let a = DerivedKeys::derive(&p);
         let b = DerivedKeys::derive(&p);
-        assert_eq!(*a.mac_root, *b.mac_root);
-        assert_ne!(a.mac_root.to_vec(), a.totp.secret);
+        assert_eq!(a.mac_root.as_slice(), b.mac_root.as_slice());
+        assert_eq!(
+            a.mac_root.as_slice(),
+            mac::hmac_sha256(p.expose_bytes(), MAC_ROOT_LABEL)
+        );
+        assert_eq!(
+            a.totp.secret,
+            mac::hmac_sha256(p.expose_bytes(), TOTP_SECRET_LABEL)
+        );
+        assert_ne!(a.mac_root.as_slice(), a.totp.secret);
         assert_eq!(*a.code(5), *b.code(5));
         let (_, m1) = a.step_mac(b"ns", b"k", 5);
         let (_, m2) = a.step_mac(b"ns", b"k", 6);
@@ -426,6 +473,24 @@ mod tests {
         assert_eq!(base, t(a.step_mac(b"ns", b"k", 5).1));
         assert_ne!(base, t(m2));
         assert_ne!(base, t(m3));
+    }
+
+    #[test]
+    fn derived_keys_are_wiped() {
+        fn wiped_on_drop<T: ZeroizeOnDrop>() {}
+        wiped_on_drop::<DerivedKeys>();
+        wiped_on_drop::<SecretBytes>();
+        wiped_on_drop::<Pepper>();
+        // Drop runs `zeroize` (derived ZeroizeOnDrop), and `zeroize` reaches every secret.
+        let mut d = DerivedKeys::derive(&fixture_pepper());
+        assert!(d.mac_root.as_slice().iter().any(|b| *b != 0));
+        assert_eq!(d.totp.secret.len(), 32);
+        d.zeroize();
+        assert_eq!(d.mac_root.as_slice(), [0; 32]);
+        assert!(d.totp.secret.is_empty());
+        let mut s = SecretBytes(Box::new([0xAB; 32]));
+        s.zeroize();
+        assert_eq!(s.as_slice(), [0; 32]);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use zeroize::Zeroize as _;
+
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
 use crate::key::{Location, LocationHasher, StateKey};
@@ -235,6 +237,17 @@ impl Recovery {
     }
 }
 
+/// Parses a secret's text, then wipes the text (its whole allocation) on success and on error
+/// alike.
+fn parse_wiping<T>(
+    text: &mut String,
+    parse: impl FnOnce(&str) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    let parsed = parse(text);
+    text.zeroize();
+    parsed
+}
+
 /// Builds a [`Recovery`]. Every setter takes `self` by value; [`build`](Self::build) checks
 /// everything and fails with a [`ConfigError`].
 #[must_use]
@@ -310,12 +323,16 @@ impl RecoveryBuilder {
     ///
     /// # Errors
     /// As [`from_env`](Self::from_env).
+    ///
+    /// The texts of `STATE_RECOVERY_KEYS` and `STATE_RECOVERY_LOCATION_KEY` that `get` returns
+    /// are wiped once parsed, whether parsing succeeds or not. Copies `get` made itself, and
+    /// the process environment, are not (see SECURITY.md).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let keys = get("STATE_RECOVERY_KEYS").ok_or(ConfigError::Environment {
+        let mut keys = get("STATE_RECOVERY_KEYS").ok_or(ConfigError::Environment {
             var: "STATE_RECOVERY_KEYS",
             problem: "not set (generate a key with `state-recovery keygen`)".into(),
         })?;
-        let ring = KeyRing::parse(&keys)?;
+        let ring = parse_wiping(&mut keys, KeyRing::parse)?;
         let number = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
             match get(var) {
                 None => Ok(default),
@@ -333,10 +350,12 @@ impl RecoveryBuilder {
         if let Some(ns) = get("STATE_RECOVERY_NAMESPACE") {
             b = b.namespace(ns);
         }
-        if let Some(k) = get("STATE_RECOVERY_LOCATION_KEY") {
-            let key = Pepper::from_base64(k.trim()).map_err(|e| ConfigError::Environment {
-                var: "STATE_RECOVERY_LOCATION_KEY",
-                problem: e.to_string(),
+        if let Some(mut k) = get("STATE_RECOVERY_LOCATION_KEY") {
+            let key = parse_wiping(&mut k, |k| Pepper::from_base64(k.trim())).map_err(|e| {
+                ConfigError::Environment {
+                    var: "STATE_RECOVERY_LOCATION_KEY",
+                    problem: e.to_string(),
+                }
             })?;
             b = b.location_key(key);
         }
@@ -395,6 +414,37 @@ mod tests {
         RecoveryBuilder::from_lookup(|name| {
             vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
         })
+    }
+
+    #[test]
+    fn secret_variables_are_wiped_after_parsing() {
+        let good = format!("k1:{KEY}");
+        for (text, ok) in [
+            (good.clone(), true),
+            (format!("k1:{KEY}="), false),
+            (format!("k1:{KEY},k1:{KEY}"), false),
+        ] {
+            let mut text = text;
+            let capacity = text.capacity();
+            assert_eq!(parse_wiping(&mut text, KeyRing::parse).is_ok(), ok);
+            // `String::zeroize` writes zeros over the whole allocation, then clears it.
+            assert!(text.is_empty(), "{text}");
+            assert_eq!(text.capacity(), capacity);
+        }
+        let mut lk = format!(" {KEY}\n");
+        assert!(parse_wiping(&mut lk, |k| Pepper::from_base64(k.trim())).is_ok());
+        assert!(lk.is_empty());
+        // And through from_lookup, which hands its own strings to parse_wiping.
+        let b = from_vars(&[
+            ("STATE_RECOVERY_KEYS", &good),
+            (
+                "STATE_RECOVERY_LOCATION_KEY",
+                "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8",
+            ),
+        ])
+        .unwrap();
+        assert!(b.location_key.is_some());
+        assert!(b.build().is_ok());
     }
 
     #[test]

@@ -73,12 +73,13 @@ impl Pepper {
     /// [`ConfigError::KeyEncoding`] (naming no key) or the errors of
     /// [`try_from_bytes`](Self::try_from_bytes).
     pub fn from_base64(encoded: &str) -> Result<Self, ConfigError> {
-        let bytes = Zeroizing::new(
-            URL_SAFE_NO_PAD
-                .decode(encoded.as_bytes())
-                .map_err(|_| ConfigError::KeyEncoding)?,
-        );
-        Self::try_from_bytes(&bytes)
+        // Decoded into a buffer that is wiped on every path: `Engine::decode` drops its own
+        // buffer, with whatever it decoded so far, unwiped when the text turns out invalid.
+        let mut buffer = Zeroizing::new(vec![0u8; base64::decoded_len_estimate(encoded.len())]);
+        let len = URL_SAFE_NO_PAD
+            .decode_slice(encoded.as_bytes(), &mut buffer)
+            .map_err(|_| ConfigError::KeyEncoding)?;
+        Self::try_from_bytes(buffer.get(..len).ok_or(ConfigError::KeyEncoding)?)
     }
 
     /// 32 fresh bytes from the operating system's CSPRNG that pass every check of
