@@ -29,7 +29,10 @@ struct State {
 fn main() {
     let ring = KeyRing::single(
         KeyId::new("k1").unwrap(),
-        Pepper::try_from_bytes(&[7; 32]).unwrap(),
+        Pepper::try_from_bytes(&std::array::from_fn::<u8, 32, _>(|i| {
+            7 ^ (i as u8).wrapping_mul(37)
+        }))
+        .unwrap(),
     )
     .unwrap();
     let r = Recovery::builder(ring).build().unwrap();

@@ -60,7 +60,10 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let ring = KeyRing::single(
             KeyId::new("t1").unwrap(),
-            Pepper::try_from_bytes(&[0x42; 32]).unwrap(),
+            Pepper::try_from_bytes(&std::array::from_fn::<u8, 32, _>(|i| {
+                0x42 ^ (i as u8).wrapping_mul(37)
+            }))
+            .unwrap(),
         )
         .unwrap();
         let recovery = Recovery::builder(ring)

@@ -21,7 +21,10 @@ fn main() {
     for id in ["k1", "2025-06", "a-32-character-long-key-id-12345"] {
         let ring = KeyRing::single(
             KeyId::new(id).unwrap(),
-            Pepper::try_from_bytes(&[7; 32]).unwrap(),
+            Pepper::try_from_bytes(&std::array::from_fn::<u8, 32, _>(|i| {
+                7 ^ (i as u8).wrapping_mul(37)
+            }))
+            .unwrap(),
         )
         .unwrap();
         let r = Recovery::builder(ring).build().unwrap();

@@ -6,7 +6,8 @@ use std::fmt;
 /// A configuration problem, found when the key ring, salt or settings are built.
 ///
 /// These are meant for operators at start-up and say exactly what is wrong, but never include
-/// key material: a bad key is named by its id or position, not by its value.
+/// key material: a bad key is named by its 1-based position in the key ring, never by its
+/// value, and never by its id either (a key written where the id belongs can look like one).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -25,6 +26,11 @@ pub enum ConfigError {
     /// A pepper made only of zero bytes.
     #[error("pepper is all zero bytes")]
     PepperAllZero,
+    /// A key with fewer than [`Pepper::MIN_DISTINCT_BYTES`](crate::Pepper::MIN_DISTINCT_BYTES)
+    /// distinct byte values (such as 32 copies of one byte): it was not drawn at random. How
+    /// many there are is not said.
+    #[error("key has fewer than {min} distinct byte values, so it is not random: generate one with `state-recovery keygen`", min = crate::Pepper::MIN_DISTINCT_BYTES)]
+    PepperLowDiversity,
     /// A key id that is empty, longer than 32 characters or outside `[A-Za-z0-9_-]`. The
     /// text is not repeated: a key written where the id belongs would leak through it.
     #[error("a key id of {len} bytes is invalid: use 1 to 32 characters from [A-Za-z0-9_-]")]
@@ -32,11 +38,29 @@ pub enum ConfigError {
         /// The length of what was given, in bytes.
         len: usize,
     },
-    /// Two keys in one ring with the same id.
-    #[error("key id {id:?} appears more than once in the key ring")]
+    /// Two keys in one ring with the same id. Named by position: the id is not repeated.
+    #[error("key ring entries {first} and {second} have the same id")]
     DuplicateKeyId {
-        /// The repeated id.
-        id: String,
+        /// The 1-based position of the first entry with that id.
+        first: usize,
+        /// The 1-based position of the entry that repeats it.
+        second: usize,
+    },
+    /// One key under two ids of a key ring (compared as HMAC keys, in constant time). Named
+    /// by the entries' 1-based positions, never by the key.
+    #[error("key ring entries {first} and {second} have the same key: give every id its own key (`state-recovery keygen`)")]
+    DuplicatePepper {
+        /// The position of the first entry with that key.
+        first: usize,
+        /// The position of the entry that repeats it.
+        second: usize,
+    },
+    /// A location key that is one of the key ring's peppers: one key in two roles (the
+    /// location key never rotates, peppers do).
+    #[error("the location key is the same key as key ring entry {position}: give the location key its own key (`state-recovery keygen`)")]
+    LocationKeyReusesPepper {
+        /// The 1-based position of the pepper in the ring.
+        position: usize,
     },
     /// A key ring with no keys.
     #[error("the key ring is empty")]
@@ -47,11 +71,19 @@ pub enum ConfigError {
         /// 1-based position of the entry in the comma-separated list.
         position: usize,
     },
-    /// A key that is not canonical unpadded base64url.
-    #[error("key {id:?} is not canonical unpadded base64url")]
-    KeyEncoding {
-        /// The id of the key (the key itself is never shown).
-        id: String,
+    /// A key that is not canonical unpadded base64url. In a key ring it comes inside
+    /// [`KeyRingEntry`](Self::KeyRingEntry), which gives the position.
+    #[error("key is not canonical unpadded base64url")]
+    KeyEncoding,
+    /// An entry of a key ring whose id or key is invalid: the entry's 1-based position and
+    /// what is wrong ([`InvalidKeyId`](Self::InvalidKeyId), [`KeyEncoding`](Self::KeyEncoding)
+    /// or a pepper error), never the entry's text.
+    #[error("key ring entry {position}: {problem}")]
+    KeyRingEntry {
+        /// 1-based position of the entry in the comma-separated list.
+        position: usize,
+        /// What is wrong with it.
+        problem: Box<ConfigError>,
     },
     /// A salt that is not 22 characters of canonical unpadded base64url (16 bytes).
     #[error("salt is not 16 bytes of canonical unpadded base64url")]
@@ -59,12 +91,31 @@ pub enum ConfigError {
     /// A namespace that is empty or longer than 128 bytes.
     #[error("namespace must be 1 to 128 bytes")]
     InvalidNamespace,
-    /// An OTP step of zero seconds.
-    #[error("otp step must be at least 1 second, got {0}")]
+    /// An OTP step of zero seconds or longer than
+    /// [`OtpSettings::MAX_STEP_SECS`](crate::OtpSettings::MAX_STEP_SECS) (one day).
+    #[error(
+        "otp step must be 1 to {max} seconds (1 day), got {0}",
+        max = crate::OtpSettings::MAX_STEP_SECS
+    )]
     InvalidOtpStep(u64),
     /// An OTP skew larger than the maximum.
-    #[error("otp skew must be at most 48 steps, got {0}")]
+    #[error("otp skew must be at most {max} steps, got {0}", max = crate::OtpSettings::MAX_SKEW)]
     InvalidOtpSkew(u64),
+    /// An OTP window, `step × (2 × skew + 1)`, longer than
+    /// [`OtpSettings::MAX_WINDOW_SECS`](crate::OtpSettings::MAX_WINDOW_SECS) (seven days):
+    /// entries would be accepted for longer than that.
+    #[error(
+        "otp window step × (2 × skew + 1) = {step_secs} × (2 × {skew} + 1) = {window_secs} seconds is over the maximum of {} seconds (7 days): use a shorter step or a smaller skew",
+        crate::OtpSettings::MAX_WINDOW_SECS
+    )]
+    OtpWindowTooLong {
+        /// The step, in seconds.
+        step_secs: u64,
+        /// The skew, in steps.
+        skew: u64,
+        /// `step × (2 × skew + 1)`, in seconds.
+        window_secs: u64,
+    },
     /// A limit set to zero or beyond what the format allows.
     #[error("limit {name} is out of range: {detail}")]
     InvalidLimit {

@@ -43,10 +43,11 @@ pub const NOW: u64 = 1_700_000_000;
 /// The namespace of every fixture.
 pub const NAMESPACE: &str = "fuzz-app";
 
-/// The fixture pepper with index `n`: never all zero, distinct for every `n`.
+/// The fixture pepper with index `n`: at least 30 distinct byte values (so never refused as a
+/// weak key), a different key for every `n`.
 #[must_use]
 pub fn pepper(n: u16) -> Pepper {
-    let mut bytes = [0xA5u8; 32];
+    let mut bytes: [u8; 32] = std::array::from_fn(|i| 0xA5 ^ (i as u8).wrapping_mul(37));
     let [hi, lo] = n.to_be_bytes();
     bytes[0] = hi;
     bytes[1] = lo;

@@ -133,6 +133,20 @@ pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// HMAC-SHA256 of `msg` under `key`, written straight into `out`: for derived secrets, so
+/// that no copy of the result is left in a temporary. (The `hmac` crate's own temporaries,
+/// the padded key block and the inner hash, are beyond reach: see SECURITY.md.)
+pub(crate) fn hmac_sha256_into(key: &[u8], msg: &[u8], out: &mut [u8; 32]) {
+    let mut mac = keyed(key);
+    mac.update(msg);
+    finalize_into(mac, out);
+}
+
+/// Finalizes `mac` straight into `out` (no intermediate copy of the tag).
+pub(crate) fn finalize_into(mac: HmacSha256, out: &mut [u8; 32]) {
+    hmac::digest::FixedOutput::finalize_into(mac, out.into());
+}
+
 /// A MAC state keyed with `key`. HMAC accepts keys of any length.
 pub(crate) fn keyed(key: &[u8]) -> HmacSha256 {
     match HmacSha256::new_from_slice(key) {
@@ -178,6 +192,13 @@ mod tests {
         pae_update(&mut streamed, &[&[b"ab"], &[b"x", b"yz"], &[]]);
         let buffered = hmac_sha256(b"k", &pae(&[b"ab", b"xyz", b""]));
         assert_eq!(<[u8; 32]>::from(streamed.finalize().into_bytes()), buffered);
+    }
+
+    #[test]
+    fn in_place_hmac_equals_hmac() {
+        let mut out = [0u8; 32];
+        hmac_sha256_into(b"Jefe", b"what do ya want for nothing?", &mut out);
+        assert_eq!(out, hmac_sha256(b"Jefe", b"what do ya want for nothing?"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use totp_rs::{Algorithm, TOTP};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::ConfigError;
 use crate::mac::{self, HmacSha256};
@@ -41,18 +41,36 @@ impl OtpSettings {
     pub const DEFAULT_SKEW: u64 = 1;
     /// The largest skew accepted.
     pub const MAX_SKEW: u64 = 48;
+    /// The longest step accepted: one day.
+    pub const MAX_STEP_SECS: u64 = 86_400;
+    /// The longest window accepted, `step × (2 × skew + 1)`: seven days. An entry of step `n`
+    /// is accepted while the opener's clock is in steps `n − skew` to `n + skew`, that is for
+    /// `2 × skew + 1` steps, so [`max_age_secs`](Self::max_age_secs) is at most this minus one
+    /// second, whatever the clocks (within `skew` steps of each other) say.
+    pub const MAX_WINDOW_SECS: u64 = 604_800;
 
     /// Settings with a step of `step_secs` seconds and `skew` steps either side.
     ///
     /// # Errors
-    /// [`ConfigError::InvalidOtpStep`] for a zero step, [`ConfigError::InvalidOtpSkew`] for a
-    /// skew above [`MAX_SKEW`](Self::MAX_SKEW).
+    /// [`ConfigError::InvalidOtpStep`] for a step of zero or over
+    /// [`MAX_STEP_SECS`](Self::MAX_STEP_SECS), [`ConfigError::InvalidOtpSkew`] for a skew
+    /// above [`MAX_SKEW`](Self::MAX_SKEW), [`ConfigError::OtpWindowTooLong`] when
+    /// `step × (2 × skew + 1)` is over [`MAX_WINDOW_SECS`](Self::MAX_WINDOW_SECS).
     pub fn new(step_secs: u64, skew: u64) -> Result<Self, ConfigError> {
-        if step_secs == 0 {
+        if step_secs == 0 || step_secs > Self::MAX_STEP_SECS {
             return Err(ConfigError::InvalidOtpStep(step_secs));
         }
         if skew > Self::MAX_SKEW {
             return Err(ConfigError::InvalidOtpSkew(skew));
+        }
+        // At most 86 400 × 97: no overflow, but saturate anyway.
+        let window_secs = step_secs.saturating_mul(skew.saturating_mul(2).saturating_add(1));
+        if window_secs > Self::MAX_WINDOW_SECS {
+            return Err(ConfigError::OtpWindowTooLong {
+                step_secs,
+                skew,
+                window_secs,
+            });
         }
         Ok(Self { step_secs, skew })
     }
@@ -92,7 +110,7 @@ impl OtpSettings {
     }
 
     /// The longest time an entry can be accepted after it was sealed: (2 × skew + 1) steps
-    /// minus one second, saturating.
+    /// minus one second; at most [`MAX_WINDOW_SECS`](Self::MAX_WINDOW_SECS) − 1.
     #[must_use]
     pub const fn max_age_secs(&self) -> u64 {
         self.step_secs
@@ -118,21 +136,62 @@ pub(crate) enum Window {
     NotYetValid,
 }
 
-/// Keys derived from one pepper. No `Debug`: it holds secrets.
+/// 32 secret bytes on the heap, wiped when dropped: moving the owner moves a pointer, never
+/// the bytes, so no stale copy is left in a stack frame.
+pub(crate) struct SecretBytes(Box<[u8; 32]>);
+
+impl SecretBytes {
+    fn zeroed() -> Self {
+        Self(Box::new([0; 32]))
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+}
+
+impl Zeroize for SecretBytes {
+    fn zeroize(&mut self) {
+        self.0.as_mut().zeroize();
+    }
+}
+
+impl Drop for SecretBytes {
+    fn drop(&mut self) {
+        self.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for SecretBytes {}
+
+/// Keys derived from one pepper. No `Debug`: it holds secrets. Both are wiped on drop:
+/// `mac_root` by [`SecretBytes`], the TOTP secret by totp-rs (its `zeroize` feature).
+#[derive(Zeroize, ZeroizeOnDrop)]
 pub(crate) struct DerivedKeys {
-    mac_root: Zeroizing<[u8; 32]>,
+    mac_root: SecretBytes,
     totp: TOTP,
 }
 
 impl DerivedKeys {
     pub(crate) fn derive(pepper: &Pepper) -> Self {
-        let mac_root = Zeroizing::new(mac::hmac_sha256(pepper.expose_bytes(), MAC_ROOT_LABEL));
-        let totp_secret =
-            Zeroizing::new(mac::hmac_sha256(pepper.expose_bytes(), TOTP_SECRET_LABEL));
+        // Each HMAC writes straight into wiped storage: no intermediate copy of the result.
+        let mut mac_root = SecretBytes::zeroed();
+        mac::hmac_sha256_into(pepper.expose_bytes(), MAC_ROOT_LABEL, &mut mac_root.0);
+        let mut totp_secret = Zeroizing::new([0u8; 32]);
+        mac::hmac_sha256_into(pepper.expose_bytes(), TOTP_SECRET_LABEL, &mut totp_secret);
         Self {
             mac_root,
+            // totp-rs owns (and wipes on drop) this copy; ours is wiped when it goes out of scope.
             totp: totp_at_counter(Algorithm::SHA1, totp_secret.to_vec()),
         }
+    }
+
+    /// Whether both come from the same HMAC key (equal peppers, or peppers HMAC treats as
+    /// equal: zero-padded to its 64-byte block, or hashed when longer), compared in constant
+    /// time through their `mac_root`s.
+    pub(crate) fn same_mac_key(&self, other: &Self) -> subtle::Choice {
+        use subtle::ConstantTimeEq as _;
+        self.mac_root.as_slice().ct_eq(other.mac_root.as_slice())
     }
 
     /// The OTP code for step `n`, as ASCII digits.
@@ -147,7 +206,7 @@ impl DerivedKeys {
         step: u64,
     ) -> (Zeroizing<[u8; CODE_DIGITS]>, HmacSha256) {
         let code = self.code(step);
-        let mut root = mac::keyed(self.mac_root.as_ref());
+        let mut root = mac::keyed(self.mac_root.as_slice());
         mac::pae_update(
             &mut root,
             &[
@@ -158,7 +217,8 @@ impl DerivedKeys {
                 &[code.as_ref()],
             ],
         );
-        let step_key = Zeroizing::new(<[u8; 32]>::from(hmac::Mac::finalize(root).into_bytes()));
+        let mut step_key = Zeroizing::new([0u8; 32]);
+        mac::finalize_into(root, &mut step_key);
         (code, mac::keyed(step_key.as_ref()))
     }
 }
@@ -189,6 +249,11 @@ pub fn rfc6238_code(algorithm: Algorithm, secret: &[u8], step_secs: u64, time: u
 
 /// A derived step key: the MAC state keyed with the step key that has already absorbed the
 /// part of the entry encoding shared by every entry of its (key id, step), OTP code included.
+///
+/// Not wiped: `hmac` 0.12 (and `sha2`/`digest` 0.10) implement no `Zeroize`, and overwriting
+/// its fields needs `unsafe`. A state is as good as its step key for that one (namespace,
+/// key id, step), so it can forge entries only for a step inside the window; the cache drops
+/// states whose step has left it, and those can no longer forge anything that opens.
 #[derive(Clone)]
 pub(crate) struct StepKey {
     pub(crate) mac: HmacSha256,
@@ -256,6 +321,14 @@ mod tests {
     const SEED_SHA256: &[u8] = b"12345678901234567890123456789012";
     const SEED_SHA512: &[u8] = b"1234567890123456789012345678901234567890123456789012345678901234";
 
+    /// A fixed pepper with 32 distinct byte values.
+    fn fixture_pepper() -> Pepper {
+        Pepper::try_from_bytes(&std::array::from_fn::<u8, 32, _>(|i| {
+            7 ^ (i as u8).wrapping_mul(37)
+        }))
+        .unwrap()
+    }
+
     #[test]
     fn rfc6238_appendix_b() {
         let table: [(u64, &str, &str, &str); 6] = [
@@ -291,7 +364,7 @@ mod tests {
             assert_eq!(rfc6238_code(Algorithm::SHA1, SEED_SHA1, 30, t).len(), 8);
             assert_eq!(rfc6238_code(Algorithm::SHA1, SEED_SHA1, 1, t).len(), 8);
         }
-        for (step, skew) in [(1, 0), (1, 48), (14_400, 1), (u64::MAX, 48)] {
+        for (step, skew) in [(1, 0), (1, 48), (14_400, 1), (86_400, 3), (6_235, 48)] {
             let s = OtpSettings::new(step, skew).unwrap();
             for now in [0, 1, u64::MAX] {
                 for st in [0, 1, u64::MAX] {
@@ -323,12 +396,74 @@ mod tests {
     }
 
     #[test]
+    fn step_and_window_are_capped() {
+        const DAY: u64 = 86_400;
+        const WEEK: u64 = 7 * DAY;
+        // The step: at most one day.
+        assert!(OtpSettings::new(DAY, 0).is_ok());
+        assert!(OtpSettings::new(DAY, 3).is_ok()); // 7 steps of a day: exactly a week
+        for step in [DAY + 1, u64::MAX / 2, u64::MAX - 1, u64::MAX] {
+            for skew in [0, 1, 48] {
+                let err = OtpSettings::new(step, skew).unwrap_err();
+                assert_eq!(err, ConfigError::InvalidOtpStep(step), "{step} {skew}");
+                assert!(err.to_string().contains("86400"), "{err}");
+            }
+        }
+        // The window, step × (2 × skew + 1): at most a week.
+        assert_eq!(
+            OtpSettings::new(DAY, 4).unwrap_err(),
+            ConfigError::OtpWindowTooLong {
+                step_secs: DAY,
+                skew: 4,
+                window_secs: 9 * DAY
+            }
+        );
+        assert!(OtpSettings::new(DAY, 4)
+            .unwrap_err()
+            .to_string()
+            .contains("604800"));
+        // With the largest skew, 97 steps: 6235 s fits (604 795 s), 6236 s does not.
+        let fits = OtpSettings::new(6_235, OtpSettings::MAX_SKEW).unwrap();
+        assert_eq!(fits.max_age_secs(), 6_235 * 97 - 1);
+        assert!(matches!(
+            OtpSettings::new(6_236, OtpSettings::MAX_SKEW),
+            Err(ConfigError::OtpWindowTooLong {
+                window_secs: 604_892,
+                ..
+            })
+        ));
+        // Exactly a week is allowed: 604 800 = 2 × 3 + 1 steps of a day, = 7 × 86 400.
+        let week = OtpSettings::new(WEEK / 7, 3).unwrap();
+        assert_eq!(week.max_age_secs(), WEEK - 1);
+        assert!(OtpSettings::new(201_600, 1).is_err()); // 3 steps, but over a day each
+        assert!(OtpSettings::new(1, OtpSettings::MAX_SKEW).is_ok());
+        // Every accepted setting keeps the hard maximum age under a week.
+        for step in [1, 59, 3_600, 14_400, 43_200, DAY] {
+            for skew in 0..=OtpSettings::MAX_SKEW {
+                if let Ok(s) = OtpSettings::new(step, skew) {
+                    assert!(s.max_age_secs() < WEEK, "{step} {skew}");
+                }
+            }
+        }
+        assert_eq!(OtpSettings::MAX_STEP_SECS, DAY);
+        assert_eq!(OtpSettings::MAX_WINDOW_SECS, WEEK);
+    }
+
+    #[test]
     fn derivations_are_separated_and_deterministic() {
-        let p = Pepper::try_from_bytes(&[7; 32]).unwrap();
+        let p = fixture_pepper();
         let a = DerivedKeys::derive(&p);
         let b = DerivedKeys::derive(&p);
-        assert_eq!(*a.mac_root, *b.mac_root);
-        assert_ne!(a.mac_root.to_vec(), a.totp.secret);
+        assert_eq!(a.mac_root.as_slice(), b.mac_root.as_slice());
+        assert_eq!(
+            a.mac_root.as_slice(),
+            mac::hmac_sha256(p.expose_bytes(), MAC_ROOT_LABEL)
+        );
+        assert_eq!(
+            a.totp.secret,
+            mac::hmac_sha256(p.expose_bytes(), TOTP_SECRET_LABEL)
+        );
+        assert_ne!(a.mac_root.as_slice(), a.totp.secret);
         assert_eq!(*a.code(5), *b.code(5));
         let (_, m1) = a.step_mac(b"ns", b"k", 5);
         let (_, m2) = a.step_mac(b"ns", b"k", 6);
@@ -341,12 +476,26 @@ mod tests {
     }
 
     #[test]
+    fn derived_keys_are_wiped() {
+        fn wiped_on_drop<T: ZeroizeOnDrop>() {}
+        wiped_on_drop::<DerivedKeys>();
+        wiped_on_drop::<SecretBytes>();
+        wiped_on_drop::<Pepper>();
+        // Drop runs `zeroize` (derived ZeroizeOnDrop), and `zeroize` reaches every secret.
+        let mut d = DerivedKeys::derive(&fixture_pepper());
+        assert!(d.mac_root.as_slice().iter().any(|b| *b != 0));
+        assert_eq!(d.totp.secret.len(), 32);
+        d.zeroize();
+        assert_eq!(d.mac_root.as_slice(), [0; 32]);
+        assert!(d.totp.secret.is_empty());
+        let mut s = SecretBytes(Box::new([0xAB; 32]));
+        s.zeroize();
+        assert_eq!(s.as_slice(), [0; 32]);
+    }
+
+    #[test]
     fn cache_stays_bounded() {
-        let ring = KeyRing::single(
-            crate::KeyId::new("k").unwrap(),
-            Pepper::try_from_bytes(&[7; 32]).unwrap(),
-        )
-        .unwrap();
+        let ring = KeyRing::single(crate::KeyId::new("k").unwrap(), fixture_pepper()).unwrap();
         let s = OtpSettings::new(10, 1).unwrap();
         let cache = StepKeyCache::default();
         for now in (0..10_000).step_by(10) {

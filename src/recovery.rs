@@ -4,6 +4,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use zeroize::Zeroize as _;
+
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
 use crate::key::{Location, LocationHasher, StateKey};
@@ -235,6 +237,17 @@ impl Recovery {
     }
 }
 
+/// Parses a secret's text, then wipes the text (its whole allocation) on success and on error
+/// alike.
+fn parse_wiping<T>(
+    text: &mut String,
+    parse: impl FnOnce(&str) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    let parsed = parse(text);
+    text.zeroize();
+    parsed
+}
+
 /// Builds a [`Recovery`]. Every setter takes `self` by value; [`build`](Self::build) checks
 /// everything and fails with a [`ConfigError`].
 #[must_use]
@@ -298,7 +311,9 @@ impl RecoveryBuilder {
     /// `STATE_RECOVERY_LOCATION_KEY`.
     ///
     /// # Errors
-    /// [`ConfigError::Environment`] naming the variable, or the parsing error of its value.
+    /// [`ConfigError::Environment`] naming the variable, or the parsing error of its value
+    /// (for the OTP settings, the limits of [`OtpSettings::new`]: a step of at most a day and
+    /// a window of at most seven days).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -308,12 +323,16 @@ impl RecoveryBuilder {
     ///
     /// # Errors
     /// As [`from_env`](Self::from_env).
+    ///
+    /// The texts of `STATE_RECOVERY_KEYS` and `STATE_RECOVERY_LOCATION_KEY` that `get` returns
+    /// are wiped once parsed, whether parsing succeeds or not. Copies `get` made itself, and
+    /// the process environment, are not (see SECURITY.md).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let keys = get("STATE_RECOVERY_KEYS").ok_or(ConfigError::Environment {
+        let mut keys = get("STATE_RECOVERY_KEYS").ok_or(ConfigError::Environment {
             var: "STATE_RECOVERY_KEYS",
             problem: "not set (generate a key with `state-recovery keygen`)".into(),
         })?;
-        let ring = KeyRing::parse(&keys)?;
+        let ring = parse_wiping(&mut keys, KeyRing::parse)?;
         let number = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
             match get(var) {
                 None => Ok(default),
@@ -331,10 +350,12 @@ impl RecoveryBuilder {
         if let Some(ns) = get("STATE_RECOVERY_NAMESPACE") {
             b = b.namespace(ns);
         }
-        if let Some(k) = get("STATE_RECOVERY_LOCATION_KEY") {
-            let key = Pepper::from_base64(k.trim()).map_err(|e| ConfigError::Environment {
-                var: "STATE_RECOVERY_LOCATION_KEY",
-                problem: e.to_string(),
+        if let Some(mut k) = get("STATE_RECOVERY_LOCATION_KEY") {
+            let key = parse_wiping(&mut k, |k| Pepper::from_base64(k.trim())).map_err(|e| {
+                ConfigError::Environment {
+                    var: "STATE_RECOVERY_LOCATION_KEY",
+                    problem: e.to_string(),
+                }
             })?;
             b = b.location_key(key);
         }
@@ -344,12 +365,21 @@ impl RecoveryBuilder {
     /// Checks the configuration and builds the recovery.
     ///
     /// # Errors
-    /// [`ConfigError::InvalidNamespace`] or [`ConfigError::InvalidLimit`].
+    /// [`ConfigError::InvalidNamespace`], [`ConfigError::InvalidLimit`], or
+    /// [`ConfigError::LocationKeyReusesPepper`] when the location key is one of the ring's
+    /// peppers (compared as HMAC keys).
     pub fn build(self) -> Result<Recovery, ConfigError> {
         if self.namespace.is_empty() || self.namespace.len() > 128 {
             return Err(ConfigError::InvalidNamespace);
         }
         self.limits.validate()?;
+        if let Some(position) = self
+            .location_key
+            .as_ref()
+            .and_then(|k| self.ring.position_of_key(k))
+        {
+            return Err(ConfigError::LocationKeyReusesPepper { position });
+        }
         let namespace: Box<[u8]> = self.namespace.as_bytes().into();
         let hasher = LocationHasher::new(
             &namespace,
@@ -366,5 +396,85 @@ impl RecoveryBuilder {
                 cache: StepKeyCache::default(),
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes 0x00..=0x1f.
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+
+    fn from_vars(vars: &[(&str, &str)]) -> Result<RecoveryBuilder, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        RecoveryBuilder::from_lookup(|name| {
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn secret_variables_are_wiped_after_parsing() {
+        let good = format!("k1:{KEY}");
+        for (text, ok) in [
+            (good.clone(), true),
+            (format!("k1:{KEY}="), false),
+            (format!("k1:{KEY},k1:{KEY}"), false),
+        ] {
+            let mut text = text;
+            let capacity = text.capacity();
+            assert_eq!(parse_wiping(&mut text, KeyRing::parse).is_ok(), ok);
+            // `String::zeroize` writes zeros over the whole allocation, then clears it.
+            assert!(text.is_empty(), "{text}");
+            assert_eq!(text.capacity(), capacity);
+        }
+        let mut lk = format!(" {KEY}\n");
+        assert!(parse_wiping(&mut lk, |k| Pepper::from_base64(k.trim())).is_ok());
+        assert!(lk.is_empty());
+        // And through from_lookup, which hands its own strings to parse_wiping.
+        let b = from_vars(&[
+            ("STATE_RECOVERY_KEYS", &good),
+            (
+                "STATE_RECOVERY_LOCATION_KEY",
+                "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8",
+            ),
+        ])
+        .unwrap();
+        assert!(b.location_key.is_some());
+        assert!(b.build().is_ok());
+    }
+
+    #[test]
+    fn otp_step_and_window_from_the_environment_are_capped() {
+        let ring = format!("k1:{KEY}");
+        let otp = |step: &str, skew: &str| {
+            from_vars(&[
+                ("STATE_RECOVERY_KEYS", &ring),
+                ("STATE_RECOVERY_OTP_STEP", step),
+                ("STATE_RECOVERY_OTP_SKEW", skew),
+            ])
+            .map(|b| b.otp)
+        };
+        assert_eq!(
+            otp("18446744073709551615", "1").unwrap_err(),
+            ConfigError::InvalidOtpStep(u64::MAX)
+        );
+        assert_eq!(
+            otp("86401", "0").unwrap_err(),
+            ConfigError::InvalidOtpStep(86_401)
+        );
+        assert_eq!(otp("86400", "3").unwrap().max_age_secs(), 604_799);
+        assert!(matches!(
+            otp("86400", "4"),
+            Err(ConfigError::OtpWindowTooLong {
+                step_secs: 86_400,
+                skew: 4,
+                window_secs: 777_600
+            })
+        ));
+        assert_eq!(otp("14400", "1").unwrap(), OtpSettings::default());
     }
 }

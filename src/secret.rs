@@ -27,12 +27,30 @@ impl Pepper {
     pub const MIN_LEN: usize = 32;
     /// The longest pepper accepted, in bytes.
     pub const MAX_LEN: usize = 1024;
+    /// The fewest distinct byte values a pepper must contain.
+    ///
+    /// 32 bytes from a CSPRNG hold about 30.1 distinct values on average; fewer than 16
+    /// happens with probability 3.2 × 10⁻¹⁷ (about 2⁻⁵⁵), and less for longer keys, while a
+    /// constant key, a counter of a few values or a mostly-zero buffer always has fewer.
+    /// [`generate`](Self::generate) never returns a key below it.
+    pub const MIN_DISTINCT_BYTES: usize = 16;
+
+    /// How many draws [`generate`](Self::generate) makes before it calls the random source
+    /// broken. One draw fails the checks with probability about 2⁻⁵⁵.
+    const GENERATE_ATTEMPTS: usize = 8;
 
     /// A pepper from raw bytes.
     ///
+    /// Refuses keys that cannot be random: all zero, or fewer than
+    /// [`MIN_DISTINCT_BYTES`](Self::MIN_DISTINCT_BYTES) distinct byte values (for example 32
+    /// copies of one byte, or 31 zeros and a one). The count runs in time that depends only on
+    /// the length. It cannot tell a low-entropy key that looks random (a hash of a password)
+    /// from a real one: use `keygen`.
+    ///
     /// # Errors
-    /// [`ConfigError::PepperTooShort`], [`ConfigError::PepperTooLong`] or
-    /// [`ConfigError::PepperAllZero`].
+    /// [`ConfigError::PepperTooShort`], [`ConfigError::PepperTooLong`],
+    /// [`ConfigError::PepperAllZero`] or [`ConfigError::PepperLowDiversity`]; none contains
+    /// key material.
     pub fn try_from_bytes(bytes: &[u8]) -> Result<Self, ConfigError> {
         if bytes.len() < Self::MIN_LEN {
             return Err(ConfigError::PepperTooShort { len: bytes.len() });
@@ -43,6 +61,9 @@ impl Pepper {
         if bool::from(all_zero(bytes)) {
             return Err(ConfigError::PepperAllZero);
         }
+        if !bool::from(diverse(bytes)) {
+            return Err(ConfigError::PepperLowDiversity);
+        }
         Ok(Self(bytes.into()))
     }
 
@@ -52,35 +73,60 @@ impl Pepper {
     /// [`ConfigError::KeyEncoding`] (naming no key) or the errors of
     /// [`try_from_bytes`](Self::try_from_bytes).
     pub fn from_base64(encoded: &str) -> Result<Self, ConfigError> {
-        let bytes = Zeroizing::new(
-            URL_SAFE_NO_PAD
-                .decode(encoded.as_bytes())
-                .map_err(|_| ConfigError::KeyEncoding { id: String::new() })?,
-        );
-        Self::try_from_bytes(&bytes)
+        // Decoded into a buffer that is wiped on every path: `Engine::decode` drops its own
+        // buffer, with whatever it decoded so far, unwiped when the text turns out invalid.
+        let mut buffer = Zeroizing::new(vec![0u8; base64::decoded_len_estimate(encoded.len())]);
+        let len = URL_SAFE_NO_PAD
+            .decode_slice(encoded.as_bytes(), &mut buffer)
+            .map_err(|_| ConfigError::KeyEncoding)?;
+        Self::try_from_bytes(buffer.get(..len).ok_or(ConfigError::KeyEncoding)?)
     }
 
-    /// 32 fresh bytes from the operating system's CSPRNG.
+    /// 32 fresh bytes from the operating system's CSPRNG that pass every check of
+    /// [`try_from_bytes`](Self::try_from_bytes) (a draw that does not, about one in 2⁵⁵, is
+    /// drawn again).
     ///
     /// # Panics
-    /// If the operating system's random source fails; see [`try_generate`](Self::try_generate).
+    /// If the operating system's random source fails, or returns 8 draws in a row that fail
+    /// the checks; see [`try_generate`](Self::try_generate).
     #[must_use]
+    #[allow(clippy::panic)] // documented above: there is no pepper to return
     pub fn generate() -> Self {
-        let mut bytes = Zeroizing::new([0u8; 32]);
-        rand::rngs::OsRng.unwrap_err().fill_bytes(bytes.as_mut());
-        Self(bytes.as_slice().into())
+        let mut rng = rand::rngs::OsRng.unwrap_err();
+        match Self::generate_with(|bytes| {
+            rng.fill_bytes(bytes);
+            Ok(())
+        }) {
+            Ok(p) => p,
+            Err(e) => panic!("Pepper::generate: {e}"),
+        }
     }
 
-    /// 32 fresh bytes from the operating system's CSPRNG.
+    /// 32 fresh bytes from the operating system's CSPRNG that pass every check of
+    /// [`try_from_bytes`](Self::try_from_bytes).
     ///
     /// # Errors
-    /// [`ConfigError::Randomness`] if the operating system's random source fails.
+    /// [`ConfigError::Randomness`] if the operating system's random source fails, or returns
+    /// 8 draws in a row that fail the checks.
     pub fn try_generate() -> Result<Self, ConfigError> {
+        Self::generate_with(|bytes| {
+            rand::rngs::OsRng
+                .try_fill_bytes(bytes)
+                .map_err(|_| ConfigError::Randomness)
+        })
+    }
+
+    fn generate_with(
+        mut fill: impl FnMut(&mut [u8]) -> Result<(), ConfigError>,
+    ) -> Result<Self, ConfigError> {
         let mut bytes = Zeroizing::new([0u8; 32]);
-        rand::rngs::OsRng
-            .try_fill_bytes(bytes.as_mut())
-            .map_err(|_| ConfigError::Randomness)?;
-        Ok(Self(bytes.as_slice().into()))
+        for _ in 0..Self::GENERATE_ATTEMPTS {
+            fill(bytes.as_mut())?;
+            if let Ok(p) = Self::try_from_bytes(bytes.as_ref()) {
+                return Ok(p);
+            }
+        }
+        Err(ConfigError::Randomness)
     }
 
     /// The pepper as unpadded base64url: the secret itself. Only for writing key files and
@@ -99,6 +145,23 @@ fn all_zero(bytes: &[u8]) -> subtle::Choice {
     bytes
         .iter()
         .fold(subtle::Choice::from(1), |acc, b| acc & b.ct_eq(&0))
+}
+
+/// Whether `bytes` hold at least [`Pepper::MIN_DISTINCT_BYTES`] distinct values. Every byte is
+/// compared with every value, without branches or secret-indexed memory, so the time depends
+/// only on the length (at most 256 × 1024 comparisons, once per key at start-up).
+fn diverse(bytes: &[u8]) -> subtle::Choice {
+    use subtle::ConstantTimeLess as _;
+    let mut distinct: u32 = 0;
+    for value in 0..=u8::MAX {
+        let present = bytes
+            .iter()
+            .fold(subtle::Choice::from(0), |acc, b| acc | b.ct_eq(&value));
+        // At most 256: never wraps.
+        distinct = distinct.wrapping_add(u32::from(present.unwrap_u8()));
+    }
+    let min = u32::try_from(Pepper::MIN_DISTINCT_BYTES).unwrap_or(u32::MAX);
+    !distinct.ct_lt(&min)
 }
 
 impl fmt::Debug for Pepper {
@@ -186,14 +249,18 @@ impl KeyRing {
     /// A ring from `(id, pepper)` pairs; the first seals.
     ///
     /// # Errors
-    /// [`ConfigError::EmptyKeyRing`], [`ConfigError::DuplicateKeyId`], or
-    /// [`ConfigError::InvalidLimit`] for more than [`MAX_KEYS`](Self::MAX_KEYS) keys.
+    /// [`ConfigError::EmptyKeyRing`], [`ConfigError::DuplicateKeyId`],
+    /// [`ConfigError::DuplicatePepper`] (one key under two ids, compared as HMAC keys, so a
+    /// key with zero bytes appended is the same key), or [`ConfigError::InvalidLimit`] for
+    /// more than [`MAX_KEYS`](Self::MAX_KEYS) keys. Entries are named by their 1-based
+    /// position, never by id or key.
     pub fn new(keys: impl IntoIterator<Item = (KeyId, Pepper)>) -> Result<Self, ConfigError> {
         let mut ring: Vec<RingKey> = Vec::new();
         for (id, pepper) in keys {
-            if ring.iter().any(|k| k.id == id) {
+            if let Some(first) = ring.iter().position(|k| k.id == id) {
                 return Err(ConfigError::DuplicateKeyId {
-                    id: id.as_str().into(),
+                    first: first.saturating_add(1),
+                    second: ring.len().saturating_add(1),
                 });
             }
             if ring.len() >= Self::MAX_KEYS {
@@ -203,6 +270,12 @@ impl KeyRing {
                 });
             }
             let derived = DerivedKeys::derive(&pepper);
+            if let Some(first) = position_of(&ring, |k| k.derived.same_mac_key(&derived)) {
+                return Err(ConfigError::DuplicatePepper {
+                    first,
+                    second: ring.len().saturating_add(1),
+                });
+            }
             ring.push(RingKey {
                 id,
                 pepper,
@@ -227,22 +300,24 @@ impl KeyRing {
     /// base64url of at least 32 bytes. Whitespace around entries is ignored.
     ///
     /// # Errors
-    /// A [`ConfigError`] naming the entry's position or id, never the key.
+    /// A [`ConfigError`] naming the entry's 1-based position, never its text (neither the key
+    /// nor the id: a key written where the id belongs can look like an id):
+    /// [`ConfigError::KeyRingSyntax`], [`ConfigError::KeyRingEntry`] for an invalid id or key,
+    /// or the errors of [`new`](Self::new).
     pub fn parse(spec: &str) -> Result<Self, ConfigError> {
         let mut pairs = Vec::new();
         for (i, item) in spec.trim().split(',').enumerate() {
             let position = i.saturating_add(1);
+            let in_entry = |problem| ConfigError::KeyRingEntry {
+                position,
+                problem: Box::new(problem),
+            };
             let (id, key) = item
                 .trim()
                 .split_once(':')
                 .ok_or(ConfigError::KeyRingSyntax { position })?;
-            let id = KeyId::new(id.trim())?;
-            let pepper = Pepper::from_base64(key.trim()).map_err(|e| match e {
-                ConfigError::KeyEncoding { .. } => ConfigError::KeyEncoding {
-                    id: id.as_str().into(),
-                },
-                other => other,
-            })?;
+            let id = KeyId::new(id.trim()).map_err(in_entry)?;
+            let pepper = Pepper::from_base64(key.trim()).map_err(in_entry)?;
             pairs.push((id, pepper));
         }
         Self::new(pairs)
@@ -302,6 +377,27 @@ impl KeyRing {
     pub(crate) fn get(&self, index: usize) -> Option<&RingKey> {
         self.keys.get(index)
     }
+
+    /// The 1-based position of the pepper that is the same HMAC key as `key`, if any: every
+    /// pepper is compared, each in constant time, with no early exit.
+    pub(crate) fn position_of_key(&self, key: &Pepper) -> Option<usize> {
+        let derived = DerivedKeys::derive(key);
+        position_of(&self.keys, |k| k.derived.same_mac_key(&derived))
+    }
+}
+
+/// The 1-based position of the first key for which `same` holds. `same` (a constant-time
+/// comparison) is evaluated for every key, with no early exit; only a match, which refuses
+/// the configuration, takes a branch.
+fn position_of(keys: &[RingKey], same: impl Fn(&RingKey) -> subtle::Choice) -> Option<usize> {
+    let mut found = None;
+    for (i, k) in keys.iter().enumerate() {
+        let hit = bool::from(same(k));
+        if hit && found.is_none() {
+            found = Some(i.saturating_add(1));
+        }
+    }
+    found
 }
 
 impl fmt::Debug for KeyRing {
@@ -403,7 +499,8 @@ impl Eq for Salt {}
 mod tests {
     use super::*;
 
-    const KEY_A: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+    const KEY_A: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"; // 0x00..=0x1f
+    const KEY_B: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8"; // 0x20..=0x3f
 
     #[test]
     fn pepper_length_and_zero_checks() {
@@ -423,8 +520,137 @@ mod tests {
             Pepper::try_from_bytes(&[1; 1025]),
             Err(ConfigError::PepperTooLong { len: 1025 })
         ));
-        assert!(Pepper::try_from_bytes(&[1; 32]).is_ok());
+        assert_eq!(
+            Pepper::try_from_bytes(&[1; 32]),
+            Err(ConfigError::PepperLowDiversity)
+        );
+        assert!(Pepper::try_from_bytes(&std::array::from_fn::<u8, 32, _>(|i| i as u8)).is_ok());
         assert_ne!(Pepper::generate(), Pepper::generate());
+    }
+
+    #[test]
+    fn low_diversity_peppers_are_refused() {
+        let distinct = |n: usize, len: usize| -> Vec<u8> {
+            (0..len)
+                .map(|i| u8::try_from(i % n).unwrap() ^ 0x5c)
+                .collect()
+        };
+        let mut one = [0u8; 32];
+        one[31] = 1;
+        for weak in [vec![1; 32], one.to_vec(), vec![0xFF; 32], distinct(2, 32)] {
+            assert_eq!(
+                Pepper::try_from_bytes(&weak),
+                Err(ConfigError::PepperLowDiversity)
+            );
+        }
+        // The boundary: 15 distinct values are refused, 16 accepted, whatever the length.
+        for len in [32, 33, 64, 1024] {
+            assert_eq!(
+                Pepper::try_from_bytes(&distinct(15, len)),
+                Err(ConfigError::PepperLowDiversity),
+                "{len}"
+            );
+            assert!(Pepper::try_from_bytes(&distinct(16, len)).is_ok(), "{len}");
+            assert!(Pepper::try_from_bytes(&distinct(32, len)).is_ok(), "{len}");
+        }
+        assert!(bool::from(diverse(&distinct(16, 32))));
+        assert!(!bool::from(diverse(&distinct(15, 1024))));
+        // The check applies to every way a pepper is made, and names no key.
+        let weak = URL_SAFE_NO_PAD.encode([1u8; 32]);
+        assert_eq!(
+            Pepper::from_base64(&weak),
+            Err(ConfigError::PepperLowDiversity)
+        );
+        let err = KeyRing::parse(&format!("k:{weak}")).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::KeyRingEntry {
+                position: 1,
+                problem: Box::new(ConfigError::PepperLowDiversity)
+            }
+        );
+        assert!(!err.to_string().contains(&weak), "{err}");
+        assert!(err.to_string().contains("distinct"), "{err}");
+    }
+
+    #[test]
+    fn generated_peppers_are_never_weak() {
+        // A random source that first returns weak bytes is drawn again...
+        let mut calls = 0;
+        let p = Pepper::generate_with(|b| {
+            calls += 1;
+            if calls < 4 {
+                b.fill(7);
+            } else {
+                rand::rngs::OsRng.try_fill_bytes(b).unwrap();
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(calls, 4);
+        assert!(Pepper::try_from_bytes(p.expose_bytes()).is_ok());
+        // ... and one that never stops is broken.
+        assert_eq!(
+            Pepper::generate_with(|b| {
+                b.fill(0);
+                Ok(())
+            }),
+            Err(ConfigError::Randomness)
+        );
+        for _ in 0..1_000 {
+            let p = Pepper::generate();
+            assert!(Pepper::try_from_bytes(p.expose_bytes()).is_ok());
+            let q = Pepper::try_generate().unwrap();
+            assert!(Pepper::from_base64(&q.expose_base64()).is_ok());
+        }
+    }
+
+    #[test]
+    fn one_key_under_two_ids_is_refused() {
+        let err = KeyRing::parse(&format!("a:{KEY_A},b:{KEY_B},c:{KEY_A}")).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::DuplicatePepper {
+                first: 1,
+                second: 3
+            }
+        );
+        for text in [err.to_string(), format!("{err:?}")] {
+            assert!(!text.contains(KEY_A) && !text.contains("AAECAw"), "{text}");
+        }
+        // The same HMAC key: zero-padded (HMAC pads to its 64-byte block with zeros), or a
+        // key longer than the block and its SHA-256 (HMAC hashes long keys).
+        let a = URL_SAFE_NO_PAD.decode(KEY_A).unwrap();
+        let mut padded = a.clone();
+        padded.extend_from_slice(&[0; 32]);
+        let long: Vec<u8> = (0..100u8).collect();
+        let hashed = <sha2::Sha256 as sha2::Digest>::digest(&long).to_vec();
+        for (x, y) in [(a.clone(), padded), (long, hashed)] {
+            let ring = KeyRing::new([
+                (
+                    KeyId::new("x").unwrap(),
+                    Pepper::try_from_bytes(&x).unwrap(),
+                ),
+                (
+                    KeyId::new("y").unwrap(),
+                    Pepper::try_from_bytes(&y).unwrap(),
+                ),
+            ]);
+            assert_eq!(
+                ring.unwrap_err(),
+                ConfigError::DuplicatePepper {
+                    first: 1,
+                    second: 2
+                }
+            );
+        }
+        // Different keys are fine, and a key is found by position.
+        let ring = KeyRing::parse(&format!("a:{KEY_A},b:{KEY_B}")).unwrap();
+        assert_eq!(
+            ring.position_of_key(&Pepper::from_base64(KEY_B).unwrap()),
+            Some(2)
+        );
+        assert_eq!(ring.position_of_key(&Pepper::generate()), None);
     }
 
     #[test]
@@ -454,15 +680,25 @@ mod tests {
 
     #[test]
     fn ring_parse_good_and_bad() {
-        let ring = KeyRing::parse(&format!(" new:{KEY_A} , old:{KEY_A}\n")).unwrap();
+        let ring = KeyRing::parse(&format!(" new:{KEY_A} , old:{KEY_B}\n")).unwrap();
         assert_eq!(
             ring.ids().map(KeyId::as_str).collect::<Vec<_>>(),
             ["new", "old"]
         );
         assert_eq!(ring.sealing().1.id.as_str(), "new");
         assert_eq!(
-            KeyRing::parse(&format!("a:{KEY_A},a:{KEY_A}")).unwrap_err(),
-            ConfigError::DuplicateKeyId { id: "a".into() }
+            KeyRing::parse(&format!("a:{KEY_A},a:{KEY_B}")).unwrap_err(),
+            ConfigError::DuplicateKeyId {
+                first: 1,
+                second: 2
+            }
+        );
+        assert_eq!(
+            KeyRing::parse(&format!("a:{KEY_A},b:{KEY_B},a:{KEY_A}")).unwrap_err(),
+            ConfigError::DuplicateKeyId {
+                first: 1,
+                second: 3
+            }
         );
         assert_eq!(
             KeyRing::parse("").unwrap_err(),
@@ -473,18 +709,50 @@ mod tests {
             ConfigError::KeyRingSyntax { position: 2 }
         );
         // A key written where the id belongs is never repeated in the error.
+        let in_entry = |position, problem| ConfigError::KeyRingEntry {
+            position,
+            problem: Box::new(problem),
+        };
         let err = KeyRing::parse(&format!("{KEY_A}:a")).unwrap_err();
-        assert_eq!(err, ConfigError::InvalidKeyId { len: 43 });
+        assert_eq!(err, in_entry(1, ConfigError::InvalidKeyId { len: 43 }));
         assert!(!err.to_string().contains(KEY_A));
-        let err = KeyRing::parse(&format!("a:{KEY_A}=")).unwrap_err();
-        assert_eq!(err, ConfigError::KeyEncoding { id: "a".into() });
-        assert!(!err.to_string().contains(KEY_A));
-        assert!(matches!(
+        let err = KeyRing::parse(&format!("b:{KEY_B},a:{KEY_A}=")).unwrap_err();
+        assert_eq!(err, in_entry(2, ConfigError::KeyEncoding));
+        assert_eq!(
+            err.to_string(),
+            "key ring entry 2: key is not canonical unpadded base64url"
+        );
+        assert_eq!(
             KeyRing::parse("a:AAAA").unwrap_err(),
-            ConfigError::PepperTooShort { len: 3 }
-        ));
+            in_entry(1, ConfigError::PepperTooShort { len: 3 })
+        );
         let round = KeyRing::parse(&ring.expose_spec()).unwrap();
         assert_eq!(round.len(), 2);
+    }
+
+    #[test]
+    fn errors_never_repeat_a_key_written_as_an_id() {
+        // The first 32 characters of a key are a valid id: written in the id slot, a key (or a
+        // shorter secret) must not come back in any error about the ring.
+        let secret = &KEY_B[..32];
+        assert!(KeyId::new(secret).is_ok());
+        let specs = [
+            format!("{secret}:{KEY_A}="),                 // not canonical base64url
+            format!("{secret}:AAAA"),                     // too short
+            format!("{secret}:{KEY_A},{secret}:{KEY_A}"), // the id twice
+            format!("{secret}:{KEY_A},k:{KEY_A}"),        // the key twice
+            format!("k:{KEY_A},{secret}:{}", URL_SAFE_NO_PAD.encode([1u8; 32])), // weak
+            format!("{KEY_A}:{secret}"),                  // KEY:ID
+            format!("k:{KEY_A},{secret}"),                // no colon
+        ];
+        for spec in &specs {
+            let err = KeyRing::parse(spec).unwrap_err();
+            for text in [err.to_string(), format!("{err:?}")] {
+                assert!(!text.contains(secret), "{spec}: {text}");
+                assert!(!text.contains(&secret[..12]), "{spec}: {text}");
+                assert!(!text.contains("AAECAw"), "{spec}: {text}");
+            }
+        }
     }
 
     #[test]

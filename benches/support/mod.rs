@@ -80,7 +80,10 @@ pub fn state_of_len(n: usize) -> State {
 }
 
 pub fn pepper() -> Pepper {
-    Pepper::try_from_bytes(&[7; 32]).unwrap()
+    Pepper::try_from_bytes(&std::array::from_fn::<u8, 32, _>(|i| {
+        7 ^ (i as u8).wrapping_mul(37)
+    }))
+    .unwrap()
 }
 
 pub fn salt() -> Salt {

@@ -21,6 +21,7 @@ pub(crate) fn builder() -> Result<RecoveryBuilder, Box<dyn std::error::Error>> {
          *** Anyone who can read that file can forge state. Never use it in production: set\n\
          *** STATE_RECOVERY_KEYS (generate a key with `state-recovery keygen`).\n"
     );
+    // `from_lookup` wipes the copy it is handed; `spec` wipes itself when dropped.
     Ok(RecoveryBuilder::from_lookup(|name| {
         if name == "STATE_RECOVERY_KEYS" {
             Some(spec.to_string())
@@ -34,7 +35,7 @@ pub(crate) fn builder() -> Result<RecoveryBuilder, Box<dyn std::error::Error>> {
 /// private temporary file, then hard-linked into place), so workers started together agree on
 /// one ring.
 fn dev_ring(path: &Path) -> Result<zeroize::Zeroizing<String>, Box<dyn std::error::Error>> {
-    match fs::read_to_string(path) {
+    match fs::read_to_string(path).map(zeroize::Zeroizing::new) {
         Ok(s) => return Ok(s.trim().to_owned().into()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(format!("cannot read {}: {e}", path.display()).into()),
@@ -46,9 +47,10 @@ fn dev_ring(path: &Path) -> Result<zeroize::Zeroizing<String>, Box<dyn std::erro
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let written = options
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(format!("{}\n", spec.as_str()).as_bytes()));
+    let written = options.open(&tmp).and_then(|mut f| {
+        f.write_all(spec.as_bytes())
+            .and_then(|()| f.write_all(b"\n"))
+    });
     let linked = written.and_then(|()| fs::hard_link(&tmp, path));
     let _ = fs::remove_file(&tmp);
     match linked {
@@ -58,7 +60,8 @@ fn dev_ring(path: &Path) -> Result<zeroize::Zeroizing<String>, Box<dyn std::erro
         }
         // Another worker created it first: use theirs.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            Ok(fs::read_to_string(path)?.trim().to_owned().into())
+            let s = zeroize::Zeroizing::new(fs::read_to_string(path)?);
+            Ok(s.trim().to_owned().into())
         }
         Err(e) => Err(format!("cannot create {}: {e}", path.display()).into()),
     }

@@ -123,6 +123,11 @@ struct ScopeArgs {
 #[derive(Debug)]
 pub(crate) struct Fatal(String);
 
+/// An id too long to be one.
+fn is_long_id(problem: &ConfigError) -> bool {
+    matches!(problem, ConfigError::InvalidKeyId { len } if *len > KeyId::MAX_LEN)
+}
+
 impl Fatal {
     pub(crate) fn new(message: impl Into<String>) -> Self {
         Self(message.into())
@@ -132,9 +137,11 @@ impl Fatal {
     pub(crate) fn config(context: &str, e: &ConfigError) -> Self {
         let detail = match e {
             // An id too long to be one is most likely a key written where the id belongs.
-            ConfigError::InvalidKeyId { len } if *len > KeyId::MAX_LEN => {
-                "a key id is longer than 32 characters (is an entry written KEY:ID?)".to_owned()
-            }
+            ConfigError::KeyRingEntry { position, problem } if is_long_id(problem) => format!(
+                "key ring entry {position}: the key id is longer than {} characters \
+                 (is the entry written KEY:ID?)",
+                KeyId::MAX_LEN
+            ),
             other => other.to_string(),
         };
         Self(format!("{context}: {detail}"))

@@ -504,3 +504,80 @@ fn nothing_secret_in_debug_output() {
     let rejection = r.open::<Value>(&Scope::new(&salt(1)), "!!!!").unwrap_err();
     assert_eq!(format!("{rejection}"), "state entry rejected: malformed");
 }
+
+/// Low-diversity keys, one key under two ids, and a location key that is a pepper are all
+/// refused at configuration time, and no error repeats the key.
+#[test]
+fn weak_and_reused_keys_are_refused() {
+    let assert_silent = |err: &state_recovery::ConfigError, secrets: &[&str]| {
+        for text in [err.to_string(), format!("{err:?}")] {
+            for s in secrets {
+                assert!(!text.contains(s), "{text}");
+            }
+        }
+    };
+    let mut one = [0u8; 32];
+    one[31] = 1;
+    let fifteen: [u8; 32] = std::array::from_fn(|i| (i % 15) as u8 + 1);
+    for weak in [[1u8; 32], one, [0xFF; 32], fifteen] {
+        let text = b64(&weak);
+        assert!(state_recovery::Pepper::try_from_bytes(&weak).is_err());
+        assert!(state_recovery::Pepper::from_base64(&text).is_err());
+        let err = state_recovery::KeyRing::parse(&format!("k1:{text}")).unwrap_err();
+        assert_silent(&err, &[&text]);
+    }
+    // Sixteen distinct values are enough.
+    let sixteen: [u8; 32] = std::array::from_fn(|i| (i % 16) as u8);
+    assert!(state_recovery::Pepper::try_from_bytes(&sixteen).is_ok());
+
+    // One pepper under two ids, as text and as values.
+    let key = common::pepper(1).expose_base64().to_string();
+    let err = state_recovery::KeyRing::parse(&format!("a:{key},b:{key}")).unwrap_err();
+    assert_silent(&err, &[&key]);
+    let id = |s: &str| state_recovery::KeyId::new(s).unwrap();
+    assert!(state_recovery::KeyRing::new([
+        (id("a"), common::pepper(1)),
+        (id("b"), common::pepper(2)),
+        (id("c"), common::pepper(1)),
+    ])
+    .is_err());
+    // HMAC pads keys shorter than its 64-byte block with zeros: the same key with zero bytes
+    // appended is the same MAC key, so it is the same pepper.
+    let mut padded = URL_SAFE_NO_PAD.decode(&key).unwrap();
+    padded.extend_from_slice(&[0; 7]);
+    let padded = b64(&padded);
+    let err = state_recovery::KeyRing::parse(&format!("a:{key},b:{padded}")).unwrap_err();
+    assert_silent(&err, &[&key, &padded]);
+
+    // A location key that is one of the ring's peppers.
+    let err = Recovery::builder(ring(&[("k1", 1), ("k2", 2)]))
+        .location_key(common::pepper(2))
+        .build()
+        .unwrap_err();
+    assert_silent(&err, &[&common::pepper(2).expose_base64()]);
+    let spec = ring(&[("k1", 1), ("k2", 2)]).expose_spec().to_string();
+    let lk = common::pepper(1).expose_base64().to_string();
+    let from_env = state_recovery::RecoveryBuilder::from_lookup(|name| match name {
+        "STATE_RECOVERY_KEYS" => Some(spec.clone()),
+        "STATE_RECOVERY_LOCATION_KEY" => Some(lk.clone()),
+        _ => None,
+    })
+    .and_then(state_recovery::RecoveryBuilder::build);
+    assert_silent(&from_env.unwrap_err(), &[&lk]);
+    // Its own key is fine.
+    assert!(Recovery::builder(ring(&[("k1", 1), ("k2", 2)]))
+        .location_key(common::pepper(3))
+        .build()
+        .is_ok());
+}
+
+/// Keys from the OS CSPRNG always pass the checks (generate retries the negligible failures).
+#[test]
+fn generated_keys_always_pass() {
+    for _ in 0..2_000 {
+        let p = state_recovery::Pepper::generate();
+        let text = p.expose_base64();
+        assert!(state_recovery::Pepper::from_base64(&text).is_ok());
+        assert!(state_recovery::Pepper::try_generate().is_ok());
+    }
+}

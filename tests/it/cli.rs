@@ -91,7 +91,7 @@ fn run(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Run {
 }
 
 fn key_b64(byte: u8) -> String {
-    Pepper::try_from_bytes(&[byte; 32])
+    Pepper::try_from_bytes(&crate::common::pepper_bytes(byte))
         .unwrap()
         .expose_base64()
         .to_string()
@@ -400,6 +400,101 @@ fn configuration_errors_exit_2_without_key_material() {
     ] {
         let r = run_env(args, &env(&good), b"1");
         assert_eq!(r.code, 2, "{args:?}");
+    }
+}
+
+#[test]
+fn otp_step_and_window_over_the_caps_exit_2() {
+    let salt = salt_text(1);
+    let with = |vars: &[(&'static str, &str)]| {
+        let mut e = env(&ring_spec());
+        for (var, val) in vars {
+            e.push((var, (*val).to_owned()));
+        }
+        run_env(&["open", "--salt", &salt], &e, b"")
+    };
+    // u64::MAX seconds per step would make an entry sealed at t = 0 open forever.
+    for step in ["18446744073709551615", "86401", "604800"] {
+        let r = with(&[("STATE_RECOVERY_OTP_STEP", step)]);
+        r.assert_fatal(&[&key_b64(7)]);
+        assert!(
+            r.stderr.contains("otp step") && r.stderr.contains("86400"),
+            "{}",
+            r.stderr
+        );
+    }
+    // A day per step is the largest step; with skew 3 the window is exactly 7 days.
+    for (step, skew) in [("86400", "1"), ("86400", "3"), ("6235", "48")] {
+        let r = with(&[
+            ("STATE_RECOVERY_OTP_STEP", step),
+            ("STATE_RECOVERY_OTP_SKEW", skew),
+        ]);
+        assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{step} {skew}");
+    }
+    for (step, skew) in [("86400", "4"), ("6236", "48"), ("86399", "4")] {
+        let r = with(&[
+            ("STATE_RECOVERY_OTP_STEP", step),
+            ("STATE_RECOVERY_OTP_SKEW", skew),
+        ]);
+        r.assert_fatal(&[&key_b64(7)]);
+        assert!(r.stderr.contains("604800"), "{}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    }
+}
+
+#[test]
+fn weak_and_reused_keys_exit_2_without_key_material() {
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let salt = salt_text(1);
+    let mut one = [0u8; 32];
+    one[31] = 1;
+    let (constant, almost_zero) = (b64(&[1; 32]), b64(&one));
+    let (k7, k8) = (key_b64(7), key_b64(8));
+    let cases = [
+        (format!("cli:{constant}"), None, "distinct"),
+        (format!("cli:{almost_zero}"), None, "distinct"),
+        (format!("a:{k7},b:{k7}"), None, "same key"),
+        (format!("a:{k7},b:{k8},c:{k7}"), None, "same key"),
+        (format!("a:{k7},b:{k8}"), Some(k8.clone()), "location key"),
+    ];
+    for (ring, location_key, expected) in &cases {
+        let mut e = env(ring);
+        if let Some(k) = location_key {
+            e.push(("STATE_RECOVERY_LOCATION_KEY", k.clone()));
+        }
+        for cmd in ["seal", "open"] {
+            let r = run_env(&[cmd, "--salt", &salt, "--location", LOC], &e, b"1");
+            r.assert_fatal(&[&constant, &almost_zero, &k7, &k8]);
+            assert!(r.stderr.contains(expected), "{}", r.stderr);
+            assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+        }
+    }
+}
+
+#[test]
+fn a_key_in_the_id_slot_is_never_printed() {
+    // A key that fits the id syntax (32 base64url characters) written where the id belongs.
+    let secret = key_b64(9)[..32].to_owned();
+    let (k7, k8) = (key_b64(7), key_b64(8));
+    let salt = salt_text(1);
+    let rings = [
+        (format!("{secret}:{k7}="), "entry 1"),
+        (format!("k:{k7},{secret}:{}", &k8[..20]), "entry 2"),
+        (format!("{secret}:{k7},{secret}:{k8}"), "entries 1 and 2"),
+        (
+            format!("{secret}:{k7},b:{k8},{secret}:{k7}"),
+            "entries 1 and 3",
+        ),
+        (format!("a:{k7},{secret}:{k7}"), "entries 1 and 2"),
+    ];
+    for (ring, position) in &rings {
+        for cmd in ["seal", "open"] {
+            let r = run_env(&[cmd, "--salt", &salt, "--location", LOC], &env(ring), b"1");
+            r.assert_fatal(&[&secret, &secret[..12], &k7, &k8, &k8[..20]]);
+            assert!(r.stderr.contains(position), "{}", r.stderr);
+            assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+        }
     }
 }
 

@@ -9,8 +9,15 @@ pub const NOW: u64 = 1_700_000_000;
 /// Default step length.
 pub const STEP: u64 = 14_400;
 
+/// The fixture pepper for `byte`: 32 distinct byte values (weak keys such as `[byte; 32]` are
+/// refused), a different key for every `byte`.
 pub fn pepper(byte: u8) -> Pepper {
-    Pepper::try_from_bytes(&[byte; 32]).unwrap()
+    Pepper::try_from_bytes(&pepper_bytes(byte)).unwrap()
+}
+
+/// The bytes of [`pepper`]: `byte` XOR 37 × i for i in 0..32 (37 is odd, so all differ).
+pub fn pepper_bytes(byte: u8) -> [u8; 32] {
+    std::array::from_fn(|i| byte ^ (i as u8).wrapping_mul(37))
 }
 
 pub fn ring(entries: &[(&str, u8)]) -> KeyRing {
