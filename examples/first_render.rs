@@ -127,7 +127,8 @@ async fn main() {
     let url = args.next().expect("usage: first_render WS_URL [RUNS]");
     let runs: usize = args.next().map_or(300, |n| n.parse().unwrap());
     let (salt, tokens) = build_state(&url).await;
-    let hello = json!({"type": "recover", "salt": salt, "entries": tokens, "input": {}}).to_string();
+    let hello =
+        json!({"type": "recover", "salt": salt, "entries": tokens, "input": {}}).to_string();
     let echo = echo_server().await;
     // Warm both up.
     for _ in 0..20 {
@@ -156,5 +157,8 @@ async fn main() {
     println!("socket open -> recovered:              median {r50:.3} ms, p99 {r99:.3} ms");
     println!("socket open -> last render (3 of 3):   median {l50:.3} ms, p99 {l99:.3} ms");
     println!("baseline, bare echo (open -> reply):   median {b50:.3} ms, p99 {b99:.3} ms");
-    println!("last render / baseline:                median {:.2}x", l50 / b50);
+    println!(
+        "last render / baseline:                median {:.2}x",
+        l50 / b50
+    );
 }

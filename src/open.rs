@@ -1,5 +1,5 @@
 //! Inbound: token -> size -> base64url -> version -> key id -> window -> MAC -> location ->
-//! JSON depth -> serde. Mirrors `seal.rs` step for step; nothing is deserialized before the
+//! JSON depth -> reserved keys -> serde. Mirrors `seal.rs` step for step; nothing is deserialized before the
 //! MAC verifies.
 
 use serde::de::DeserializeOwned;
@@ -8,7 +8,7 @@ use crate::error::{Reason, Rejection};
 use crate::key::StateKey;
 use crate::mac::EntryFields;
 use crate::otp::{StepKey, Window};
-use crate::payload::depth_within;
+use crate::payload::{depth_within, has_reserved_key};
 use crate::recovery::{Recovery, Scope};
 use crate::token::{self, Parts};
 
@@ -36,7 +36,9 @@ impl Recovery {
     /// # Errors
     /// A [`Rejection`] whose [`Reason`] says why, checked in this order: `too-large`,
     /// `malformed`, `unsupported-version`, `unknown-key`, `expired`/`not-yet-valid`,
-    /// `bad-signature`, then `too-large` (depth), `malformed` or `invalid-payload` (JSON).
+    /// `bad-signature`, then `too-large` (depth), `invalid-payload` (an object whose first key
+    /// is serde_json's reserved `$serde_json::private::...`, however spelled), `malformed` or
+    /// `invalid-payload` (JSON).
     pub fn open<T: DeserializeOwned>(
         &self,
         scope: &Scope<'_>,
@@ -115,11 +117,15 @@ impl Recovery {
             .verify(scope, parts, expected, batch)
             .map_err(claimed)?;
 
-        // 8. JSON, depth-checked first.
-        let parsed = if depth_within(parts.payload, limits.max_depth()) {
-            finish(parts.payload)
-        } else {
+        // 8. JSON: depth first, then serde_json's reserved keys (an object whose first key
+        //    unescapes to `$serde_json::private::...` would be read back as another value),
+        //    then serde.
+        let parsed = if !depth_within(parts.payload, limits.max_depth()) {
             Err(Reason::TooLarge)
+        } else if has_reserved_key(parts.payload) {
+            Err(Reason::InvalidPayload)
+        } else {
+            finish(parts.payload)
         };
         let value = parsed.map_err(claimed)?;
         Ok(Opened {

@@ -10,7 +10,7 @@ use serde_json::ser::Formatter;
 use crate::error::SealError;
 use crate::key::StateKey;
 use crate::mac::{EntryFields, TAG_LEN};
-use crate::payload::depth_within;
+use crate::payload::{depth_within, has_reserved_key};
 use crate::recovery::{Recovery, Scope};
 use crate::token::{self, Token};
 
@@ -59,6 +59,7 @@ impl Recovery {
         }
         written.map_err(SealError::Serialize)?;
         let payload = buf.get(payload_start..).unwrap_or_default();
+        // Also in raw fragments, however they space or escape it (`open` refuses it too).
         if has_reserved_key(payload) {
             return Err(SealError::Serialize(serde::ser::Error::custom(
                 "an object's first key starts with \"$serde_json::private::\", which serde_json \
@@ -145,27 +146,6 @@ impl Formatter for DepthLimit<'_> {
         }
         w.write_all(fragment.as_bytes())
     }
-}
-
-/// Whether compact JSON has an object whose first key starts with `$serde_json::private::`.
-/// serde_json reads such an object back into a `serde_json::Value` as the raw JSON (feature
-/// `raw_value`, on here) or number (`arbitrary_precision`, which another crate may turn on)
-/// it names, not as an object: the value would not open as sealed, or open as another shape.
-/// In compact output `{"` only begins an object's first key (a quote inside a string is `\"`).
-fn has_reserved_key(json: &[u8]) -> bool {
-    // The prefix has a `$`, which JSON rarely does: a vectorized count of `$` bytes (u8 per
-    // chunk of at most 255, so no wrap) settles almost every payload without the split.
-    let dollars = json.chunks(255).any(|chunk| {
-        chunk
-            .iter()
-            .fold(0u8, |n, &b| n.wrapping_add(u8::from(b == b'$')))
-            != 0
-    });
-    dollars
-        && json
-            .split(|&b| b == b'{')
-            .skip(1)
-            .any(|after_brace| after_brace.starts_with(b"\"$serde_json::private::"))
 }
 
 #[cfg(test)]
