@@ -43,12 +43,24 @@ pub struct Rejected {
 
 /// What a reconnect bundle restored: accepted entries by state key, and rejected ones with
 /// their reasons. One bad entry never affects another.
-#[derive(Debug, Default)]
+///
+/// Its `Debug` lists the accepted entries without their payloads (as [`Opened`]'s does) and
+/// the rejected ones (index, claimed key and revision, reason).
+#[derive(Default)]
 pub struct Restored {
     accepted: BTreeMap<StateKey, RawEntry>,
     /// Where each accepted entry was in the bundle.
     positions: BTreeMap<StateKey, usize>,
     rejected: Vec<Rejected>,
+}
+
+impl fmt::Debug for Restored {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Restored")
+            .field("accepted", &self.accepted.values().collect::<Vec<_>>())
+            .field("rejected", &self.rejected)
+            .finish()
+    }
 }
 
 impl Restored {
@@ -126,12 +138,24 @@ impl Restored {
 }
 
 /// A parsed bundle borrowing from its JSON text. Made by [`Bundle::parse`].
-#[derive(Debug)]
+///
+/// Its `Debug` shows counts only: the salt redacted (as [`Salt`]'s own `Debug` does), the
+/// number of tokens and of those past the entry cap, never a token.
 pub struct Bundle<'a> {
     salt: Salt,
     entries: Vec<Cow<'a, str>>,
     /// Tokens past the entry cap: skipped unread, each rejected as `too-large`.
     overflow: usize,
+}
+
+impl fmt::Debug for Bundle<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bundle")
+            .field("salt", &self.salt)
+            .field("entries", &self.entries.len())
+            .field("overflow", &self.overflow)
+            .finish()
+    }
 }
 
 impl<'a> Bundle<'a> {

@@ -2,6 +2,8 @@
 //! JSON depth -> reserved keys -> serde. Mirrors `seal.rs` step for step; nothing is deserialized before the
 //! MAC verifies.
 
+use std::fmt;
+
 use serde::de::DeserializeOwned;
 
 use crate::error::{Reason, Rejection};
@@ -13,7 +15,11 @@ use crate::recovery::{Recovery, Scope};
 use crate::token::{self, Parts};
 
 /// An entry that verified, with its value.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Its `Debug` shows the entry's fields but not the value: restored state is the user's data
+/// (what they typed, what is in their cart), and `Debug` output ends up in logs. Print
+/// `opened.value` explicitly where that is wanted.
+#[derive(Clone, PartialEq)]
 pub struct Opened<T> {
     /// The state key it was sealed for.
     pub key: StateKey,
@@ -28,6 +34,19 @@ pub struct Opened<T> {
     pub primary: bool,
     /// The value.
     pub value: T,
+}
+
+impl<T> fmt::Debug for Opened<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Opened")
+            .field("key", &self.key)
+            .field("revision", &self.revision)
+            .field("schema", &self.schema)
+            .field("step", &self.step)
+            .field("primary", &self.primary)
+            .field("value", &format_args!("<{}>", std::any::type_name::<T>()))
+            .finish()
+    }
 }
 
 impl Recovery {

@@ -504,3 +504,80 @@ fn nothing_secret_in_debug_output() {
     let rejection = r.open::<Value>(&Scope::new(&salt(1)), "!!!!").unwrap_err();
     assert_eq!(format!("{rejection}"), "state entry rejected: malformed");
 }
+
+/// `Debug` of everything that holds tokens or restored payloads shows neither: a bundle
+/// (counts only), what it restored (entries without values), an opened entry, a rejection,
+/// a state update, and the endpoint's `Recovered`.
+#[test]
+fn debug_shows_no_tokens_or_payloads() {
+    use state_recovery::protocol::Endpoint;
+    use state_recovery::{reconnect_message, Bundle, RecoveryContext};
+    let (r, _) = recovery();
+    let s1 = salt(1);
+    let scope = Scope::new(&s1);
+    let secret = "hunter2-typed-by-the-user";
+    let good = sealed(&r, &json!({"draft": secret}));
+    let forged = {
+        let mut bytes = raw(&good);
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        b64(&bytes)
+    };
+    let message = reconnect_message(&s1, [good.as_str(), forged.as_str()]);
+    // What must never show: either token, any stretch of them, the payload, the salt.
+    let leaks = |text: &str| {
+        for needle in [good.as_str(), forged.as_str()] {
+            assert!(!text.contains(&needle[..24]), "token in {text}");
+            assert!(
+                !text.contains(&needle[needle.len() - 24..]),
+                "token in {text}"
+            );
+        }
+        assert!(!text.contains(secret), "payload in {text}");
+        assert!(!text.contains("draft"), "payload in {text}");
+        assert!(!text.contains(&s1.encode()), "salt in {text}");
+    };
+
+    let bundle = Bundle::parse(message.as_bytes(), r.limits()).unwrap();
+    let text = format!("{bundle:?}");
+    leaks(&text);
+    assert_eq!(
+        text,
+        "Bundle { salt: Salt(<redacted>), entries: 2, overflow: 0 }"
+    );
+
+    let restored = r.open_bundle(None, message.as_bytes()).unwrap();
+    let text = format!("{restored:?}");
+    leaks(&text);
+    assert!(text.contains(&key(&r).to_string()), "{text}");
+    assert!(text.contains("BadSignature"), "{text}");
+    let entry = restored.raw(&key(&r)).unwrap();
+    leaks(&format!("{entry:?}"));
+    leaks(&format!("{:?}", restored.rejected()[0]));
+    let typed = restored.get::<Value>(&key(&r)).unwrap().unwrap();
+    leaks(&format!("{typed:?}"));
+    let opened = r.open::<Value>(&scope, good.as_str()).unwrap();
+    let text = format!("{opened:?}");
+    leaks(&text);
+    assert!(text.contains("revision: 3"), "{text}");
+
+    let context = RecoveryContext::new(r.clone(), s1.clone(), None);
+    let update = context
+        .seal(
+            key(&r),
+            context.next_revision(key(&r)),
+            1,
+            &json!({"draft": secret}),
+        )
+        .unwrap();
+    leaks(&format!("{update:?}"));
+    leaks(&format!(
+        "{:?}",
+        state_recovery::protocol::ServerMessage::from(update.clone())
+    ));
+    leaks(&format!("{context:?}"));
+
+    let recovered = Endpoint::new(r.clone()).recover(Some(message.as_bytes()), None);
+    assert_eq!(recovered.restored().len(), 1);
+    leaks(&format!("{recovered:?}"));
+}
