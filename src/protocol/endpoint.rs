@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use super::client_input::{ClientInput, InputLimits};
 use super::context::RecoveryContext;
 use super::message::{DropMessage, RecoveredMessage, SaltMessage, ServerMessage};
-use crate::bundle::{Bundle, Rejected, Restored};
+use crate::bundle::{Bundle, Rejected, Restored, WireStr};
 use crate::error::Reason;
 use crate::key::StateKey;
 use crate::recovery::{Recovery, Scope};
@@ -137,7 +137,7 @@ impl Endpoint {
         let Some(salt) = envelope.salt else {
             return self.fresh(subject, None, input);
         };
-        let bundle = match Bundle::from_raw_parts(&salt, envelope.entries, self.recovery.limits()) {
+        let bundle = match Bundle::from_raw_parts(salt, envelope.entries, self.recovery.limits()) {
             Ok(b) => b,
             Err(e) => return self.fresh(subject, Some(e.reason()), input),
         };
@@ -152,7 +152,6 @@ impl Endpoint {
             bundle.salt().clone(),
             subject.map(str::to_owned),
         );
-        let tokens: Vec<&str> = bundle.tokens().collect();
         let mut pending: Vec<ServerMessage> = Vec::new();
         for r in restored.rejected() {
             log_rejected(r);
@@ -169,7 +168,7 @@ impl Endpoint {
                 .registry
                 .as_ref()
                 .map_or(true, |r| r.is_slot_key(&entry.key));
-            let text = restored.index_of(&entry.key).and_then(|i| tokens.get(i));
+            let text = restored.index_of(&entry.key).and_then(|i| bundle.entry(i));
             if let Some(text) = text {
                 context.hold(entry.key, text, entry.step, entry.primary, claimed);
             }
@@ -248,8 +247,9 @@ impl Endpoint {
 struct Envelope<'a> {
     #[serde(rename = "type", borrow, default)]
     kind: Option<Cow<'a, str>>,
+    /// Written without escapes, or `malformed` (a second spelling of the same salt).
     #[serde(borrow, default)]
-    salt: Option<Cow<'a, str>>,
+    salt: Option<WireStr<'a>>,
     #[serde(borrow, default)]
     entries: Option<&'a RawValue>,
     #[serde(borrow, default)]
