@@ -240,10 +240,15 @@ impl std::error::Error for Rejection {}
 #[non_exhaustive]
 pub enum SealError {
     /// serde_json could not serialize the value (e.g. a map with non-string keys, or a
-    /// `Serialize` impl that fails). Non-finite floats are not errors: serde_json writes them
-    /// as `null`.
+    /// `Serialize` impl that fails), or the value has an object whose first key starts with
+    /// serde_json's reserved `$serde_json::private::`.
     #[error("value does not serialize to JSON")]
     Serialize(#[source] serde_json::Error),
+    /// The value holds a non-finite float (NaN, infinity or minus infinity, as an `f32` or
+    /// `f64`, anywhere in it, map keys included). JSON has no such numbers: serde_json would
+    /// write `null`, which opens as another value or not at all, so `seal` refuses it.
+    #[error("value holds a non-finite float (nan or infinity), which json cannot represent")]
+    NonFiniteFloat,
     /// The serialized value nests deeper than the configured JSON depth limit.
     #[error("value nests deeper than the limit of {max} levels")]
     TooDeep {

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::ser::Formatter;
 
 use crate::error::SealError;
+use crate::finite::Finite;
 use crate::key::StateKey;
 use crate::mac::{EntryFields, TAG_LEN};
 use crate::payload::{depth_within, has_reserved_key};
@@ -20,8 +21,8 @@ impl Recovery {
     /// the current time step.
     ///
     /// # Errors
-    /// [`SealError`] if the value does not serialize, nests deeper than the depth limit, or
-    /// would make a token over the size limit.
+    /// [`SealError`] if the value does not serialize, holds a non-finite float, nests deeper
+    /// than the depth limit, or would make a token over the size limit.
     pub fn seal<T: Serialize + ?Sized>(
         &self,
         scope: &Scope<'_>,
@@ -41,17 +42,26 @@ impl Recovery {
         let mut buf = Vec::with_capacity(256);
         token::write_header(&mut buf, &ring_key.id, step, &key, revision, schema);
         let payload_start = buf.len();
+        //    Non-finite floats, which serde_json would write as `null`, are refused on the way.
         let too_deep = Cell::new(false);
+        let non_finite = Cell::new(false);
         let formatter = DepthLimit {
             depth: 0,
             max: limits.max_depth(),
             exceeded: &too_deep,
         };
-        let written = value.serialize(&mut serde_json::Serializer::with_formatter(
+        let checked = Finite {
+            value,
+            found: &non_finite,
+        };
+        let written = checked.serialize(&mut serde_json::Serializer::with_formatter(
             &mut buf, formatter,
         ));
 
         // 2. Limits, before any MAC work.
+        if non_finite.get() {
+            return Err(SealError::NonFiniteFloat);
+        }
         if too_deep.get() {
             return Err(SealError::TooDeep {
                 max: limits.max_depth(),

@@ -465,11 +465,12 @@ fn seal_errors_are_typed() {
         matches!(err, state_recovery::SealError::Serialize(_)),
         "{err}"
     );
-    let err = r
-        .seal(&scope, key(&r), 0, 1, &f64::NAN)
-        .map(|t| t.into_string());
-    // serde_json writes NaN as null: it round-trips as null rather than failing.
-    assert!(err.is_ok());
+    // serde_json would write NaN as null, which opens as another value: refused.
+    let err = r.seal(&scope, key(&r), 0, 1, &f64::NAN).unwrap_err();
+    assert!(
+        matches!(err, state_recovery::SealError::NonFiniteFloat),
+        "{err}"
+    );
     let big = "x".repeat(Limits::DEFAULT_MAX_TOKEN_BYTES);
     let err = r.seal(&scope, key(&r), 0, 1, &big).unwrap_err();
     assert!(
