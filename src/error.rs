@@ -278,7 +278,10 @@ pub enum SealError {
         /// The entry cap.
         max: usize,
     },
-    /// The clock is outside the range the OTP step arithmetic covers.
+    /// The clock reads a time before 1970 ([`Clock::checked_now`](crate::Clock::checked_now)
+    /// is `None`) or past what the OTP step arithmetic covers
+    /// ([`OtpSettings::covers`](crate::OtpSettings::covers); only steps of a few seconds
+    /// leave any time out). Nothing is sealed at step 0 or in a saturated window.
     #[error("the clock reads a time that no OTP step covers")]
     ClockOutOfRange,
 }

@@ -171,12 +171,16 @@ impl Recovery {
         // 4. Key id.
         let (index, _) = inner.ring.find(parts.key_id).ok_or(Reason::UnknownKey)?;
 
-        // 5. Time window, before deriving (or caching) any step key.
-        let now = *batch.now.get_or_insert_with(|| inner.clock.now());
-        match inner.otp.check(parts.step, now) {
-            Window::Inside => {}
-            Window::Expired => return Err(Reason::Expired),
-            Window::NotYetValid => return Err(Reason::NotYetValid),
+        // 5. Time window, before deriving (or caching) any step key. A clock before 1970 is
+        //    behind every entry (`not-yet-valid`); one past the covered range is ahead of every
+        //    entry's window (`expired`).
+        let now = *batch.now.get_or_insert_with(|| inner.clock.checked_now());
+        let (now, current) = match inner.otp.covered(now) {
+            Ok(covered) => covered,
+            Err(outside) => return Err(refusal(outside).unwrap_or(Reason::NotYetValid)),
+        };
+        if let Some(reason) = refusal(inner.otp.check_step(parts.step, current)) {
+            return Err(reason);
         }
 
         // 6. One HMAC over the entry, compared in constant time.
@@ -221,6 +225,15 @@ impl Recovery {
     }
 }
 
+/// The rejection for an entry outside the window, if it is outside.
+const fn refusal(window: Window) -> Option<Reason> {
+    match window {
+        Window::Inside => None,
+        Window::Expired => Some(Reason::Expired),
+        Window::NotYetValid => Some(Reason::NotYetValid),
+    }
+}
+
 /// What opening many tokens at once (a bundle) shares between them: one decode buffer, one
 /// reading of the clock (every entry is judged at the same instant), and the step key of the
 /// last (ring index, step) seen, so a bundle of entries from one step takes one step-key cache
@@ -228,7 +241,8 @@ impl Recovery {
 #[derive(Default)]
 pub(crate) struct Batch {
     scratch: Vec<u8>,
-    now: Option<u64>,
+    /// The clock, read once (`Some(None)`: a time before 1970).
+    now: Option<Option<u64>>,
     remember: bool,
     step_key: Option<(usize, u64, StepKey)>,
 }

@@ -22,7 +22,9 @@ impl Recovery {
     ///
     /// # Errors
     /// [`SealError`] if the value does not serialize, holds a non-finite float, nests deeper
-    /// than the depth limit, or would make a token over the size limit.
+    /// than the depth limit, or would make a token over the size limit;
+    /// [`SealError::ClockOutOfRange`] if the clock reads a time before 1970 or past what the
+    /// step arithmetic covers ([`OtpSettings::covers`](crate::OtpSettings::covers)).
     pub fn seal<T: Serialize + ?Sized>(
         &self,
         scope: &Scope<'_>,
@@ -32,8 +34,12 @@ impl Recovery {
         value: &T,
     ) -> Result<Token, SealError> {
         let inner = &*self.inner;
-        let now = inner.clock.now();
-        let step = inner.otp.step_at(now);
+        // A clock before 1970, or past what the step arithmetic covers, seals nothing (rather
+        // than sealing at step 0, or in a saturated window).
+        let (now, step) = inner
+            .otp
+            .covered(inner.clock.checked_now())
+            .map_err(|_| SealError::ClockOutOfRange)?;
         let (index, ring_key) = inner.ring.sealing();
 
         // 1. Header, then the payload serialized straight after it (no copy), its depth
@@ -85,6 +91,7 @@ impl Recovery {
         }
 
         // 3. The step key for (key id, step), then one HMAC over the entry's fields.
+        //    (`get` is `None` only for an index outside the ring, never the sealing one.)
         let step_key = inner
             .cache
             .get(&inner.ring, index, step, &inner.namespace, &inner.otp, now)

@@ -582,3 +582,93 @@ fn debug_shows_no_tokens_or_payloads() {
     assert_eq!(recovered.restored().len(), 1);
     leaks(&format!("{recovered:?}"));
 }
+
+/// A clock before 1970, as `SystemClock` reports it through `checked_now`.
+struct Before1970;
+
+impl state_recovery::Clock for Before1970 {
+    fn now(&self) -> u64 {
+        0
+    }
+    fn checked_now(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// `SealError::ClockOutOfRange` fires where it means something: a clock before 1970 (it
+/// sealed at step 0 before) or past what the step arithmetic covers (it sealed in a window
+/// saturated at `u64::MAX`). Opening at such a time: before 1970 every entry is
+/// `not-yet-valid` (the opener is behind every sealer), past the range every entry is
+/// `expired`; nothing opens.
+#[test]
+fn a_clock_out_of_range_refuses_to_seal_and_opens_nothing() {
+    use state_recovery::{ManualClock, OtpSettings, SealError};
+    let s1 = salt(1);
+    let scope = Scope::new(&s1);
+    let build = |otp: OtpSettings, clock: std::sync::Arc<dyn state_recovery::Clock>| {
+        struct Shared(std::sync::Arc<dyn state_recovery::Clock>);
+        impl state_recovery::Clock for Shared {
+            fn now(&self) -> u64 {
+                self.0.now()
+            }
+            fn checked_now(&self) -> Option<u64> {
+                self.0.checked_now()
+            }
+        }
+        Recovery::builder(ring(&[("k1", 1)]))
+            .namespace("test-app")
+            .otp(otp)
+            .clock(Shared(clock))
+            .build()
+            .unwrap()
+    };
+
+    // Before 1970.
+    let epoch = build(
+        OtpSettings::default(),
+        std::sync::Arc::new(ManualClock::new(0)),
+    );
+    let at_zero = sealed(&epoch, &json!(1));
+    assert!(epoch.open::<Value>(&scope, at_zero.as_str()).is_ok());
+    let before = build(OtpSettings::default(), std::sync::Arc::new(Before1970));
+    assert!(matches!(
+        before.seal(&scope, key(&before), 1, 1, &json!(1)),
+        Err(SealError::ClockOutOfRange)
+    ));
+    assert_eq!(
+        reason(&before, &scope, at_zero.as_str()),
+        Reason::NotYetValid
+    );
+    let now = sealed(&common::recovery().0, &json!(1));
+    assert_eq!(reason(&before, &scope, now.as_str()), Reason::NotYetValid);
+    let bundle = state_recovery::reconnect_message(&s1, [at_zero.as_str(), now.as_str()]);
+    let restored = before.open_bundle(None, bundle.as_bytes()).unwrap();
+    assert!(restored.is_empty());
+    assert!(restored
+        .rejected()
+        .iter()
+        .all(|r| r.reason == Reason::NotYetValid));
+
+    // Past the covered range: with a 1 s step and a skew of 1, the last two seconds of u64.
+    for (skew, last) in [(1, u64::MAX - 2), (OtpSettings::MAX_SKEW, u64::MAX - 49)] {
+        let otp = OtpSettings::new(1, skew).unwrap();
+        let clock = std::sync::Arc::new(ManualClock::new(last));
+        let r = build(otp, clock.clone());
+        let edge = sealed(&r, &json!("edge"));
+        assert!(r.open::<Value>(&scope, edge.as_str()).is_ok());
+        for beyond in [last + 1, u64::MAX] {
+            clock.set(beyond);
+            assert!(
+                matches!(
+                    r.seal(&scope, key(&r), 1, 1, &json!(1)),
+                    Err(SealError::ClockOutOfRange)
+                ),
+                "{beyond}"
+            );
+            assert_eq!(reason(&r, &scope, edge.as_str()), Reason::Expired);
+        }
+    }
+    // With the default 4 h step, every u64 time is covered (see
+    // `times_near_zero_and_far_future_do_not_panic`).
+    assert!(OtpSettings::default().covers(u64::MAX));
+}
