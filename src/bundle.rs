@@ -43,7 +43,10 @@ pub struct Rejected {
 
 /// What a reconnect bundle restored: accepted entries by state key, and rejected ones with
 /// their reasons. One bad entry never affects another.
-#[derive(Debug, Default)]
+///
+/// Its `Debug` lists the accepted entries without their payloads (as [`Opened`]'s does) and
+/// the rejected ones (index, claimed key and revision, reason).
+#[derive(Default)]
 pub struct Restored {
     accepted: BTreeMap<StateKey, RawEntry>,
     /// Where each accepted entry was in the bundle.
@@ -51,6 +54,15 @@ pub struct Restored {
     rejected: Vec<Rejected>,
     /// Tokens past the entry cap, skipped unread (a count, so they cost no memory).
     overflow: usize,
+}
+
+impl fmt::Debug for Restored {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Restored")
+            .field("accepted", &self.accepted.values().collect::<Vec<_>>())
+            .field("rejected", &self.rejected)
+            .finish()
+    }
 }
 
 impl Restored {
@@ -136,12 +148,26 @@ impl Restored {
 }
 
 /// A parsed bundle borrowing from its JSON text. Made by [`Bundle::parse`].
-#[derive(Debug)]
+///
+/// Its `Debug` shows counts only: the salt redacted (as [`Salt`]'s own `Debug` does), the
+/// number of tokens and of those past the entry cap, never a token.
 pub struct Bundle<'a> {
     salt: Salt,
-    entries: Vec<Cow<'a, str>>,
+    /// Each token as written; an entry with a JSON escape is kept as `Escaped` (its text is
+    /// not kept) and rejected alone as `malformed`.
+    entries: Vec<WireStr<'a>>,
     /// Tokens past the entry cap: skipped unread, each rejected as `too-large`.
     overflow: usize,
+}
+
+impl fmt::Debug for Bundle<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bundle")
+            .field("salt", &self.salt)
+            .field("entries", &self.entries.len())
+            .field("overflow", &self.overflow)
+            .finish()
+    }
 }
 
 impl<'a> Bundle<'a> {
@@ -151,9 +177,14 @@ impl<'a> Bundle<'a> {
     /// ([`Restored::overflow`]): a client with too many entries loses the extras, never all
     /// of them.
     ///
+    /// The salt and the tokens must be written without JSON escapes (`"\u0041..."` is a
+    /// second spelling of `"A..."`, and every byte string has exactly one accepted text): an
+    /// escaped salt makes the bundle `malformed`, an escaped token is rejected alone as
+    /// `malformed`.
+    ///
     /// # Errors
     /// `too-large` over the byte cap; `malformed` for anything that is not a bundle
-    /// (including a bad salt).
+    /// (including a bad or escaped salt).
     pub fn parse(json: &'a [u8], limits: &crate::Limits) -> Result<Self, Rejection> {
         if json.len() > limits.max_bundle_bytes() {
             return Err(Rejection::new(Reason::TooLarge));
@@ -166,21 +197,21 @@ impl<'a> Bundle<'a> {
             .deserialize(&mut de)
             .map_err(|_| Rejection::new(Reason::Malformed))?;
         de.end().map_err(|_| Rejection::new(Reason::Malformed))?;
-        Self::from_parts(&wire.salt, wire.entries)
+        Self::from_parts(wire.salt, wire.entries)
     }
 
     /// Opens every token for `scope`, with the tokens past the entry cap counted in
     /// [`Restored::overflow`].
     pub(crate) fn open(&self, recovery: &Recovery, scope: &Scope<'_>) -> Restored {
-        let mut restored = recovery.open_entries(scope, self.tokens());
+        let mut restored = recovery.open_wire(scope, self.entries.iter().map(|e| e.verbatim()));
         restored.overflow = self.overflow;
         restored
     }
 
-    /// A bundle from the parts of a reconnect message parsed elsewhere: the salt text and the
-    /// `entries` array's JSON text (read with the entry cap).
+    /// A bundle from the parts of a reconnect message parsed elsewhere: the salt as written
+    /// and the `entries` array's JSON text (read with the entry cap).
     pub(crate) fn from_raw_parts(
-        salt: &str,
+        salt: WireStr<'_>,
         entries: Option<&'a RawValue>,
         limits: &crate::Limits,
     ) -> Result<Self, Rejection> {
@@ -198,8 +229,11 @@ impl<'a> Bundle<'a> {
         Self::from_parts(salt, entries)
     }
 
-    fn from_parts(salt: &str, (entries, overflow): Entries<'a>) -> Result<Self, Rejection> {
-        let salt = Salt::decode(salt).map_err(|_| Rejection::new(Reason::Malformed))?;
+    fn from_parts(salt: WireStr<'_>, (entries, overflow): Entries<'a>) -> Result<Self, Rejection> {
+        let salt = salt
+            .verbatim()
+            .and_then(|s| Salt::decode(s).ok())
+            .ok_or(Rejection::new(Reason::Malformed))?;
         Ok(Self {
             salt,
             entries,
@@ -213,18 +247,24 @@ impl<'a> Bundle<'a> {
         &self.salt
     }
 
-    /// The tokens, in order.
+    /// The tokens, in order, without the entries written with a JSON escape (which are
+    /// rejected as `malformed`).
     pub fn tokens(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().map(|c| c.as_ref())
+        self.entries.iter().filter_map(|e| e.verbatim())
     }
 
-    /// The number of tokens.
+    /// The token at `index` of the bundle, unless it was written with an escape.
+    pub(crate) fn entry(&self, index: usize) -> Option<&str> {
+        self.entries.get(index).and_then(|e| e.verbatim())
+    }
+
+    /// The number of entries within the entry cap (escaped ones included).
     #[must_use]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
-    /// Whether the bundle has no tokens.
+    /// Whether the bundle has no entries within the entry cap.
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -261,6 +301,16 @@ impl Recovery {
         scope: &Scope<'_>,
         tokens: impl IntoIterator<Item = &'t str>,
     ) -> Restored {
+        self.open_wire(scope, tokens.into_iter().map(Some))
+    }
+
+    /// [`open_entries`](Self::open_entries), with `None` for an entry refused before it is
+    /// read (written with a JSON escape): `malformed` at its index.
+    fn open_wire<'t>(
+        &self,
+        scope: &Scope<'_>,
+        tokens: impl IntoIterator<Item = Option<&'t str>>,
+    ) -> Restored {
         let mut rejected = Vec::new();
         let mut opened: Vec<(usize, RawEntry)> = Vec::new();
         let max = self.limits().max_entries();
@@ -275,6 +325,15 @@ impl Recovery {
                 });
                 continue;
             }
+            let Some(token) = token else {
+                rejected.push(Rejected {
+                    index,
+                    claimed_key: None,
+                    claimed_revision: None,
+                    reason: Reason::Malformed,
+                });
+                continue;
+            };
             let result = self.open_bytes_in(
                 scope,
                 token.as_bytes(),
@@ -325,10 +384,50 @@ impl Recovery {
 }
 
 /// The tokens within the entry cap, and how many came after it.
-type Entries<'a> = (Vec<Cow<'a, str>>, usize);
+type Entries<'a> = (Vec<WireStr<'a>>, usize);
+
+/// A JSON string of the wire form as it was written: borrowed from the message when it has no
+/// escape (serde_json borrows exactly those strings from slice and str input), `Escaped`
+/// otherwise. An escape spells the same bytes a second way, so salts and tokens written
+/// with one are refused; their unescaped text is never kept (serde_json's scratch buffer is
+/// reused), so memory stays bounded by the message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WireStr<'a> {
+    Verbatim(&'a str),
+    Escaped,
+}
+
+impl<'a> WireStr<'a> {
+    pub(crate) const fn verbatim(self) -> Option<&'a str> {
+        match self {
+            WireStr::Verbatim(s) => Some(s),
+            WireStr::Escaped => None,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> de::Deserialize<'de> for WireStr<'a> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = WireStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(WireStr::Verbatim(s))
+            }
+            // Only a string that needed an owned copy (unescaping) comes this way.
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(WireStr::Escaped)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
 
 struct WireBundle<'a> {
-    salt: Cow<'a, str>,
+    salt: WireStr<'a>,
     entries: Entries<'a>,
 }
 
@@ -351,11 +450,11 @@ impl<'de> Visitor<'de> for BundleSeed {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut salt: Option<Cow<'de, str>> = None;
+        let mut salt: Option<WireStr<'de>> = None;
         let mut entries: Option<Entries<'de>> = None;
         while let Some(field) = map.next_key::<Cow<'de, str>>()? {
             match field.as_ref() {
-                "salt" if salt.is_none() => salt = Some(map.next_value::<Cow<'de, str>>()?),
+                "salt" if salt.is_none() => salt = Some(map.next_value::<WireStr<'de>>()?),
                 "entries" if entries.is_none() => {
                     entries = Some(map.next_value_seed(EntriesSeed {
                         max: self.max_entries,
@@ -395,7 +494,7 @@ impl<'de> Visitor<'de> for EntriesSeed {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max).min(64));
         while out.len() < self.max {
-            match seq.next_element::<Cow<'de, str>>()? {
+            match seq.next_element::<WireStr<'de>>()? {
                 Some(t) => out.push(t),
                 None => return Ok((out, 0)),
             }

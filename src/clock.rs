@@ -11,18 +11,36 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync + 'static {
     /// Seconds since 1970-01-01T00:00:00Z.
     fn now(&self) -> u64;
+
+    /// [`now`](Self::now), or `None` when the clock reads a time it cannot express as seconds
+    /// since the epoch (a time before 1970). Sealing and opening read the clock through this:
+    /// at such a time `seal` fails with
+    /// [`SealError::ClockOutOfRange`](crate::SealError::ClockOutOfRange) and every entry is
+    /// `not-yet-valid`. The default is `Some(self.now())`.
+    fn checked_now(&self) -> Option<u64> {
+        Some(self.now())
+    }
 }
 
-/// The operating system's wall clock. A clock set before 1970 reads as 0.
+/// The operating system's wall clock. A clock set before 1970 reads as 0 through
+/// [`now`](Clock::now) and as `None` through [`checked_now`](Clock::checked_now), so nothing
+/// is sealed at time 0.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
+        self.checked_now().unwrap_or(0)
     }
+
+    fn checked_now(&self) -> Option<u64> {
+        secs_since_epoch(SystemTime::now())
+    }
+}
+
+/// Whole seconds from the epoch to `t`; `None` before the epoch.
+fn secs_since_epoch(t: SystemTime) -> Option<u64> {
+    t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
 }
 
 /// A clock that only moves when told to: for tests, golden vectors and the CLI's `--now`.
@@ -65,6 +83,10 @@ impl<C: Clock> Clock for std::sync::Arc<C> {
     fn now(&self) -> u64 {
         (**self).now()
     }
+
+    fn checked_now(&self) -> Option<u64> {
+        (**self).checked_now()
+    }
 }
 
 #[cfg(test)]
@@ -85,5 +107,25 @@ mod tests {
     #[test]
     fn system_clock_is_after_2020() {
         assert!(SystemClock.now() > 1_577_836_800);
+        assert_eq!(
+            SystemClock.checked_now().map(|t| t > 1_577_836_800),
+            Some(true)
+        );
+        let manual = std::sync::Arc::new(ManualClock::new(7));
+        assert_eq!(manual.checked_now(), Some(7));
+    }
+
+    #[test]
+    fn before_the_epoch_is_none_not_zero() {
+        use std::time::Duration;
+        assert_eq!(secs_since_epoch(UNIX_EPOCH), Some(0));
+        assert_eq!(
+            secs_since_epoch(UNIX_EPOCH + Duration::from_millis(1_999)),
+            Some(1)
+        );
+        let before = UNIX_EPOCH.checked_sub(Duration::from_secs(1)).unwrap();
+        assert_eq!(secs_since_epoch(before), None);
+        let just_before = UNIX_EPOCH.checked_sub(Duration::from_nanos(1)).unwrap();
+        assert_eq!(secs_since_epoch(just_before), None);
     }
 }

@@ -299,10 +299,15 @@ impl std::error::Error for Rejection {}
 #[non_exhaustive]
 pub enum SealError {
     /// serde_json could not serialize the value (e.g. a map with non-string keys, or a
-    /// `Serialize` impl that fails). Non-finite floats are not errors: serde_json writes them
-    /// as `null`.
+    /// `Serialize` impl that fails), or the value has an object whose first key starts with
+    /// serde_json's reserved `$serde_json::private::`.
     #[error("value does not serialize to JSON")]
     Serialize(#[source] serde_json::Error),
+    /// The value holds a non-finite float (NaN, infinity or minus infinity, as an `f32` or
+    /// `f64`, anywhere in it, map keys included). JSON has no such numbers: serde_json would
+    /// write `null`, which opens as another value or not at all, so `seal` refuses it.
+    #[error("value holds a non-finite float (nan or infinity), which json cannot represent")]
+    NonFiniteFloat,
     /// The serialized value nests deeper than the configured JSON depth limit.
     #[error("value nests deeper than the limit of {max} levels")]
     TooDeep {
@@ -332,7 +337,10 @@ pub enum SealError {
         /// The entry cap.
         max: usize,
     },
-    /// The clock is outside the range the OTP step arithmetic covers.
+    /// The clock reads a time before 1970 ([`Clock::checked_now`](crate::Clock::checked_now)
+    /// is `None`) or past what the OTP step arithmetic covers
+    /// ([`OtpSettings::covers`](crate::OtpSettings::covers); only steps of a few seconds
+    /// leave any time out). Nothing is sealed at step 0 or in a saturated window.
     #[error("the clock reads a time that no OTP step covers")]
     ClockOutOfRange,
     /// The context requires an authenticated subject

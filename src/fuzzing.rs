@@ -175,6 +175,7 @@ pub fn open_untrusted(data: &[u8]) {
                 continue;
             };
             assert!(restored.is_empty(), "arbitrary bundle restored an entry");
+            // Past the entry cap, tokens are counted, not kept.
             assert!(restored.rejected().len() <= limits.max_entries());
             for (i, rejected) in restored.rejected().iter().enumerate() {
                 assert_eq!(rejected.index, i);

@@ -59,6 +59,7 @@
 pub mod bundle;
 mod clock;
 mod error;
+mod finite;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod key;

@@ -52,8 +52,15 @@ fn le64(n: usize) -> [u8; 8] {
     (n as u64).to_le_bytes()
 }
 
-/// Number of pieces in an entry's PAE.
-const ENTRY_PIECES: usize = 12;
+/// Pieces of an entry's PAE that [`feed_entry_prefix`] feeds (shared by every entry of one
+/// key id and step).
+const PREFIX_PIECES: usize = 6;
+/// Pieces of an entry's PAE that [`EntryFields::feed`] feeds (each entry's own).
+const FIELD_PIECES: usize = 6;
+/// Number of pieces in an entry's PAE, the count it starts with. Derived, not kept by hand:
+/// each part is fed from an array typed `[_; PREFIX_PIECES]` / `[_; FIELD_PIECES]`, so a
+/// piece added to either without updating its count does not compile.
+const ENTRY_PIECES: usize = PREFIX_PIECES + FIELD_PIECES;
 
 /// Feeds the start of an entry's PAE that is the same for every entry of one (key id, step):
 /// the piece count, then version, purpose, namespace, key id, step and OTP code. The step-key
@@ -67,17 +74,15 @@ pub(crate) fn feed_entry_prefix(
     code: &[u8],
 ) {
     mac.update(&le64(ENTRY_PIECES));
-    pae_pieces(
-        mac,
-        &[
-            &[&[version]],
-            &[ENTRY_PURPOSE],
-            &[namespace],
-            &[key_id],
-            &[&step.to_be_bytes()],
-            &[code],
-        ],
-    );
+    let pieces: [&[&[u8]]; PREFIX_PIECES] = [
+        &[&[version]],
+        &[ENTRY_PURPOSE],
+        &[namespace],
+        &[key_id],
+        &[&step.to_be_bytes()],
+        &[code],
+    ];
+    pae_pieces(mac, &pieces);
 }
 
 /// The fields an entry's tag binds after the (key id, step) prefix, in MAC order.
@@ -99,17 +104,15 @@ impl EntryFields<'_> {
             None => (&[0], &[]),
             Some(s) => (&[1], s),
         };
-        pae_pieces(
-            mac,
-            &[
-                &[self.salt],
-                &[flag, subject],
-                &[self.state_key],
-                &[&self.revision.to_be_bytes()],
-                &[&self.schema.to_be_bytes()],
-                &[self.payload],
-            ],
-        );
+        let pieces: [&[&[u8]]; FIELD_PIECES] = [
+            &[self.salt],
+            &[flag, subject],
+            &[self.state_key],
+            &[&self.revision.to_be_bytes()],
+            &[&self.schema.to_be_bytes()],
+            &[self.payload],
+        ];
+        pae_pieces(mac, &pieces);
     }
 
     /// The tag, from the prefixed step-key MAC state.
@@ -192,6 +195,48 @@ mod tests {
         pae_update(&mut streamed, &[&[b"ab"], &[b"x", b"yz"], &[]]);
         let buffered = hmac_sha256(b"k", &pae(&[b"ab", b"xyz", b""]));
         assert_eq!(<[u8; 32]>::from(streamed.finalize().into_bytes()), buffered);
+    }
+
+    /// The streamed entry encoding (prefix, then fields) is the PAE of exactly the twelve
+    /// pieces of SECURITY.md 2.3, its count included.
+    #[test]
+    fn entry_encoding_is_the_pae_of_its_pieces() {
+        assert_eq!(ENTRY_PIECES, 12);
+        for subject in [None, Some(&b""[..]), Some(&b"user-1"[..])] {
+            let fields = EntryFields {
+                salt: &[7; 16],
+                subject,
+                state_key: &[9; 16],
+                revision: 3,
+                schema: 2,
+                payload: br#"{"n":1}"#,
+            };
+            let mut mac = keyed(b"step key");
+            feed_entry_prefix(&mut mac, 1, b"ns", b"k1", 118_055, b"12345678");
+            let streamed = fields.tag(mac);
+            let presence = match subject {
+                None => vec![0],
+                Some(s) => [&[1][..], s].concat(),
+            };
+            let buffered = hmac_sha256(
+                b"step key",
+                &pae(&[
+                    &[1],
+                    ENTRY_PURPOSE,
+                    b"ns",
+                    b"k1",
+                    &118_055u64.to_be_bytes(),
+                    b"12345678",
+                    &[7; 16],
+                    &presence,
+                    &[9; 16],
+                    &3u64.to_be_bytes(),
+                    &2u32.to_be_bytes(),
+                    br#"{"n":1}"#,
+                ]),
+            );
+            assert_eq!(streamed, buffered);
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Inbound: token -> size -> base64url -> version -> key id -> window -> MAC -> location ->
-//! JSON depth -> serde. Mirrors `seal.rs` step for step; nothing is deserialized before the
+//! JSON depth -> reserved keys -> serde. Mirrors `seal.rs` step for step; nothing is deserialized before the
 //! MAC verifies.
+
+use std::fmt;
 
 use serde::de::DeserializeOwned;
 
@@ -8,12 +10,16 @@ use crate::error::{Reason, Rejection};
 use crate::key::StateKey;
 use crate::mac::EntryFields;
 use crate::otp::{StepKey, Window};
-use crate::payload::depth_within;
+use crate::payload::{depth_within, has_reserved_key};
 use crate::recovery::{Recovery, Scope};
 use crate::token::{self, Parts};
 
 /// An entry that verified, with its value.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Its `Debug` shows the entry's fields but not the value: restored state is the user's data
+/// (what they typed, what is in their cart), and `Debug` output ends up in logs. Print
+/// `opened.value` explicitly where that is wanted.
+#[derive(Clone, PartialEq)]
 pub struct Opened<T> {
     /// The state key it was sealed for.
     pub key: StateKey,
@@ -30,13 +36,28 @@ pub struct Opened<T> {
     pub value: T,
 }
 
+impl<T> fmt::Debug for Opened<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Opened")
+            .field("key", &self.key)
+            .field("revision", &self.revision)
+            .field("schema", &self.schema)
+            .field("step", &self.step)
+            .field("primary", &self.primary)
+            .field("value", &format_args!("<{}>", std::any::type_name::<T>()))
+            .finish()
+    }
+}
+
 impl Recovery {
     /// Opens one token for `scope`, whatever its state key.
     ///
     /// # Errors
     /// A [`Rejection`] whose [`Reason`] says why, checked in this order: `too-large`,
     /// `malformed`, `unsupported-version`, `unknown-key`, `expired`/`not-yet-valid`,
-    /// `bad-signature`, then `too-large` (depth), `malformed` or `invalid-payload` (JSON).
+    /// `bad-signature`, then `too-large` (depth), `invalid-payload` (an object whose first key
+    /// is serde_json's reserved `$serde_json::private::...`, however spelled), `malformed` or
+    /// `invalid-payload` (JSON).
     pub fn open<T: DeserializeOwned>(
         &self,
         scope: &Scope<'_>,
@@ -115,11 +136,15 @@ impl Recovery {
             .verify(scope, parts, expected, batch)
             .map_err(claimed)?;
 
-        // 8. JSON, depth-checked first.
-        let parsed = if depth_within(parts.payload, limits.max_depth()) {
-            finish(parts.payload)
-        } else {
+        // 8. JSON: depth first, then serde_json's reserved keys (an object whose first key
+        //    unescapes to `$serde_json::private::...` would be read back as another value),
+        //    then serde.
+        let parsed = if !depth_within(parts.payload, limits.max_depth()) {
             Err(Reason::TooLarge)
+        } else if has_reserved_key(parts.payload) {
+            Err(Reason::InvalidPayload)
+        } else {
+            finish(parts.payload)
         };
         let value = parsed.map_err(claimed)?;
         Ok(Opened {
@@ -146,12 +171,16 @@ impl Recovery {
         // 4. Key id.
         let (index, _) = inner.ring.find(parts.key_id).ok_or(Reason::UnknownKey)?;
 
-        // 5. Time window, before deriving (or caching) any step key.
-        let now = *batch.now.get_or_insert_with(|| inner.clock.now());
-        match inner.otp.check(parts.step, now) {
-            Window::Inside => {}
-            Window::Expired => return Err(Reason::Expired),
-            Window::NotYetValid => return Err(Reason::NotYetValid),
+        // 5. Time window, before deriving (or caching) any step key. A clock before 1970 is
+        //    behind every entry (`not-yet-valid`); one past the covered range is ahead of every
+        //    entry's window (`expired`).
+        let now = *batch.now.get_or_insert_with(|| inner.clock.checked_now());
+        let (now, current) = match inner.otp.covered(now) {
+            Ok(covered) => covered,
+            Err(outside) => return Err(refusal(outside).unwrap_or(Reason::NotYetValid)),
+        };
+        if let Some(reason) = refusal(inner.otp.check_step(parts.step, current)) {
+            return Err(reason);
         }
 
         // 6. One HMAC over the entry, compared in constant time.
@@ -196,6 +225,15 @@ impl Recovery {
     }
 }
 
+/// The rejection for an entry outside the window, if it is outside.
+const fn refusal(window: Window) -> Option<Reason> {
+    match window {
+        Window::Inside => None,
+        Window::Expired => Some(Reason::Expired),
+        Window::NotYetValid => Some(Reason::NotYetValid),
+    }
+}
+
 /// What opening many tokens at once (a bundle) shares between them: one decode buffer, one
 /// reading of the clock (every entry is judged at the same instant), and the step key of the
 /// last (ring index, step) seen, so a bundle of entries from one step takes one step-key cache
@@ -203,7 +241,8 @@ impl Recovery {
 #[derive(Default)]
 pub(crate) struct Batch {
     scratch: Vec<u8>,
-    now: Option<u64>,
+    /// The clock, read once (`Some(None)`: a time before 1970).
+    now: Option<Option<u64>>,
     remember: bool,
     step_key: Option<(usize, u64, StepKey)>,
 }

@@ -97,9 +97,43 @@ impl OtpSettings {
         }
     }
 
-    /// Where `step` lies against the window around `now`.
-    pub(crate) fn check(&self, step: u64, now: u64) -> Window {
+    /// Whether the step arithmetic covers `now` exactly: the window and the step-key cache
+    /// reach `skew + 1` steps past the current one, and that must not saturate at
+    /// `u64::MAX`. With the default 4-hour step every time is covered; only steps of a few
+    /// seconds leave the last seconds of `u64` out. A clock outside this range makes `seal`
+    /// fail with [`SealError::ClockOutOfRange`](crate::SealError::ClockOutOfRange), and every
+    /// entry opened at such a time is `expired`.
+    #[must_use]
+    pub const fn covers(&self, now: u64) -> bool {
+        self.step_at(now)
+            .checked_add(self.skew.saturating_add(1))
+            .is_some()
+    }
+
+    /// The clock reading `now` ([`Clock::checked_now`](crate::Clock::checked_now)) when the
+    /// arithmetic covers it, or where it lies instead: `NotYetValid` before 1970 (every
+    /// entry is from its future), `Expired` past the covered range (every entry is older than
+    /// its window).
+    /// With it, its step (so the caller divides once).
+    pub(crate) fn covered(&self, now: Option<u64>) -> Result<(u64, u64), Window> {
+        let Some(now) = now else {
+            return Err(Window::NotYetValid);
+        };
         let current = self.step_at(now);
+        if current.checked_add(self.skew.saturating_add(1)).is_none() {
+            return Err(Window::Expired);
+        }
+        Ok((now, current))
+    }
+
+    /// Where `step` lies against the window around `now`.
+    #[cfg(test)]
+    pub(crate) fn check(&self, step: u64, now: u64) -> Window {
+        self.check_step(step, self.step_at(now))
+    }
+
+    /// Where `step` lies against the window around the `current` step.
+    pub(crate) fn check_step(&self, step: u64, current: u64) -> Window {
         if step.saturating_add(self.skew) < current {
             Window::Expired
         } else if step > current.saturating_add(self.skew) {
@@ -447,6 +481,32 @@ mod tests {
         }
         assert_eq!(OtpSettings::MAX_STEP_SECS, DAY);
         assert_eq!(OtpSettings::MAX_WINDOW_SECS, WEEK);
+    }
+
+    #[test]
+    fn the_covered_range() {
+        // Step 1 s, skew 1: the window reaches two steps past the current one.
+        let s = OtpSettings::new(1, 1).unwrap();
+        assert!(s.covers(0));
+        assert!(s.covers(u64::MAX - 2));
+        assert!(!s.covers(u64::MAX - 1));
+        assert!(!s.covers(u64::MAX));
+        let s = OtpSettings::new(1, OtpSettings::MAX_SKEW).unwrap();
+        assert!(s.covers(u64::MAX - 49));
+        assert!(!s.covers(u64::MAX - 48));
+        let s = OtpSettings::new(2, 1).unwrap();
+        assert!(s.covers(u64::MAX)); // step u64::MAX / 2, far from the top
+        for s in [
+            OtpSettings::default(),
+            OtpSettings::new(6_000, OtpSettings::MAX_SKEW).unwrap(),
+            OtpSettings::new(OtpSettings::MAX_STEP_SECS, 3).unwrap(),
+        ] {
+            assert!(s.covers(0) && s.covers(u64::MAX));
+        }
+        let s = OtpSettings::new(1, 1).unwrap();
+        assert_eq!(s.covered(Some(5)), Ok((5, 5)));
+        assert_eq!(s.covered(None), Err(Window::NotYetValid));
+        assert_eq!(s.covered(Some(u64::MAX)), Err(Window::Expired));
     }
 
     #[test]

@@ -8,9 +8,10 @@ use serde::Serialize;
 use serde_json::ser::Formatter;
 
 use crate::error::SealError;
+use crate::finite::Finite;
 use crate::key::StateKey;
 use crate::mac::{EntryFields, TAG_LEN};
-use crate::payload::depth_within;
+use crate::payload::{depth_within, has_reserved_key};
 use crate::recovery::{Recovery, Scope};
 use crate::token::{self, Token};
 
@@ -20,8 +21,10 @@ impl Recovery {
     /// the current time step.
     ///
     /// # Errors
-    /// [`SealError`] if the value does not serialize, nests deeper than the depth limit, or
-    /// would make a token over the size limit.
+    /// [`SealError`] if the value does not serialize, holds a non-finite float, nests deeper
+    /// than the depth limit, or would make a token over the size limit;
+    /// [`SealError::ClockOutOfRange`] if the clock reads a time before 1970 or past what the
+    /// step arithmetic covers ([`OtpSettings::covers`](crate::OtpSettings::covers)).
     pub fn seal<T: Serialize + ?Sized>(
         &self,
         scope: &Scope<'_>,
@@ -31,8 +34,12 @@ impl Recovery {
         value: &T,
     ) -> Result<Token, SealError> {
         let inner = &*self.inner;
-        let now = inner.clock.now();
-        let step = inner.otp.step_at(now);
+        // A clock before 1970, or past what the step arithmetic covers, seals nothing (rather
+        // than sealing at step 0, or in a saturated window).
+        let (now, step) = inner
+            .otp
+            .covered(inner.clock.checked_now())
+            .map_err(|_| SealError::ClockOutOfRange)?;
         let (index, ring_key) = inner.ring.sealing();
 
         // 1. Header, then the payload serialized straight after it (no copy), its depth
@@ -41,17 +48,26 @@ impl Recovery {
         let mut buf = Vec::with_capacity(256);
         token::write_header(&mut buf, &ring_key.id, step, &key, revision, schema);
         let payload_start = buf.len();
+        //    Non-finite floats, which serde_json would write as `null`, are refused on the way.
         let too_deep = Cell::new(false);
+        let non_finite = Cell::new(false);
         let formatter = DepthLimit {
             depth: 0,
             max: limits.max_depth(),
             exceeded: &too_deep,
         };
-        let written = value.serialize(&mut serde_json::Serializer::with_formatter(
+        let checked = Finite {
+            value,
+            found: &non_finite,
+        };
+        let written = checked.serialize(&mut serde_json::Serializer::with_formatter(
             &mut buf, formatter,
         ));
 
         // 2. Limits, before any MAC work.
+        if non_finite.get() {
+            return Err(SealError::NonFiniteFloat);
+        }
         if too_deep.get() {
             return Err(SealError::TooDeep {
                 max: limits.max_depth(),
@@ -59,6 +75,7 @@ impl Recovery {
         }
         written.map_err(SealError::Serialize)?;
         let payload = buf.get(payload_start..).unwrap_or_default();
+        // Also in raw fragments, however they space or escape it (`open` refuses it too).
         if has_reserved_key(payload) {
             return Err(SealError::Serialize(serde::ser::Error::custom(
                 "an object's first key starts with \"$serde_json::private::\", which serde_json \
@@ -74,6 +91,7 @@ impl Recovery {
         }
 
         // 3. The step key for (key id, step), then one HMAC over the entry's fields.
+        //    (`get` is `None` only for an index outside the ring, never the sealing one.)
         let step_key = inner
             .cache
             .get(&inner.ring, index, step, &inner.namespace, &inner.otp, now)
@@ -145,27 +163,6 @@ impl Formatter for DepthLimit<'_> {
         }
         w.write_all(fragment.as_bytes())
     }
-}
-
-/// Whether compact JSON has an object whose first key starts with `$serde_json::private::`.
-/// serde_json reads such an object back into a `serde_json::Value` as the raw JSON (feature
-/// `raw_value`, on here) or number (`arbitrary_precision`, which another crate may turn on)
-/// it names, not as an object: the value would not open as sealed, or open as another shape.
-/// In compact output `{"` only begins an object's first key (a quote inside a string is `\"`).
-fn has_reserved_key(json: &[u8]) -> bool {
-    // The prefix has a `$`, which JSON rarely does: a vectorized count of `$` bytes (u8 per
-    // chunk of at most 255, so no wrap) settles almost every payload without the split.
-    let dollars = json.chunks(255).any(|chunk| {
-        chunk
-            .iter()
-            .fold(0u8, |n, &b| n.wrapping_add(u8::from(b == b'$')))
-            != 0
-    });
-    dollars
-        && json
-            .split(|&b| b == b'{')
-            .skip(1)
-            .any(|after_brace| after_brace.starts_with(b"\"$serde_json::private::"))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! message, then hands over the socket; `RecoverySession::recv` also refreshes entries on
 //! long-lived connections and closes the socket when the worker drains.
 
+use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
@@ -100,7 +101,9 @@ impl RecoverySocket {
 }
 
 /// A recovered WebSocket connection: the socket, and what the reconnect message restored.
-#[derive(Debug)]
+///
+/// Its `Debug` shows the client's first message (when it was the application's own) by kind
+/// and length only: it may hold anything the user sent, tokens included.
 pub struct RecoverySession {
     socket: WebSocket,
     recovered: Recovered,
@@ -110,6 +113,26 @@ pub struct RecoverySession {
     _guard: Option<SessionGuard>,
     refresh_every: Duration,
     next_refresh: tokio::time::Instant,
+}
+
+impl fmt::Debug for RecoverySession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let first = self.first_message.as_ref().map(|m| match m {
+            Message::Text(t) => ("text", t.len()),
+            Message::Binary(b) => ("binary", b.len()),
+            Message::Ping(b) => ("ping", b.len()),
+            Message::Pong(b) => ("pong", b.len()),
+            Message::Close(_) => ("close", 0),
+        });
+        f.debug_struct("RecoverySession")
+            .field("socket", &self.socket)
+            .field("recovered", &self.recovered)
+            .field("first_message", &first)
+            .field("ready", &self.ready)
+            .field("drain", &self.drain)
+            .field("refresh_every", &self.refresh_every)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RecoverySession {

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use super::client_input::{ClientInput, InputLimits};
 use super::context::RecoveryContext;
 use super::message::{DropMessage, RecoveredMessage, SaltMessage, ServerMessage};
-use crate::bundle::{Bundle, Rejected, Restored};
+use crate::bundle::{Bundle, Rejected, Restored, WireStr};
 use crate::error::Reason;
 use crate::key::StateKey;
 use crate::recovery::{Recovery, Scope};
@@ -193,7 +193,7 @@ impl Endpoint {
         let Some(salt) = envelope.salt else {
             return self.fresh(subject, None, input);
         };
-        let bundle = match Bundle::from_raw_parts(&salt, envelope.entries, self.recovery.limits()) {
+        let bundle = match Bundle::from_raw_parts(salt, envelope.entries, self.recovery.limits()) {
             Ok(b) => b,
             Err(e) => return self.fresh(subject, Some(e.reason()), input),
         };
@@ -204,7 +204,6 @@ impl Endpoint {
         let scope = Scope::new(bundle.salt()).with_optional_subject(subject);
         let restored = bundle.open(&self.recovery, &scope);
         let context = self.context(Some(bundle.salt()), subject);
-        let tokens: Vec<&str> = bundle.tokens().collect();
         let mut pending: Vec<ServerMessage> = Vec::new();
         if restored.overflow() > 0 {
             tracing::info!(
@@ -229,7 +228,7 @@ impl Endpoint {
                 .registry
                 .as_ref()
                 .map_or(true, |r| r.is_slot_key(&entry.key));
-            let text = restored.index_of(&entry.key).and_then(|i| tokens.get(i));
+            let text = restored.index_of(&entry.key).and_then(|i| bundle.entry(i));
             if let Some(text) = text {
                 context.hold(entry.key, text, entry.step, entry.primary, claimed);
             }
@@ -298,7 +297,7 @@ impl Endpoint {
             .and_then(|m| serde_json::from_slice::<Envelope<'_>>(m).ok())
             .filter(|e| matches!(e.kind.as_deref(), None | Some("recover")))
             .and_then(|e| e.salt)
-            .and_then(|s| Salt::decode(&s).ok());
+            .and_then(|s| s.verbatim().and_then(|s| Salt::decode(s).ok()));
         Recovered {
             restored: Restored::default(),
             input: ClientInput::default(),
@@ -344,8 +343,9 @@ impl Endpoint {
 struct Envelope<'a> {
     #[serde(rename = "type", borrow, default)]
     kind: Option<Cow<'a, str>>,
+    /// Written without escapes, or `malformed` (a second spelling of the same salt).
     #[serde(borrow, default)]
-    salt: Option<Cow<'a, str>>,
+    salt: Option<WireStr<'a>>,
     #[serde(borrow, default)]
     entries: Option<&'a RawValue>,
     #[serde(borrow, default)]

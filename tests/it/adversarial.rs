@@ -465,11 +465,12 @@ fn seal_errors_are_typed() {
         matches!(err, state_recovery::SealError::Serialize(_)),
         "{err}"
     );
-    let err = r
-        .seal(&scope, key(&r), 0, 1, &f64::NAN)
-        .map(|t| t.into_string());
-    // serde_json writes NaN as null: it round-trips as null rather than failing.
-    assert!(err.is_ok());
+    // serde_json would write NaN as null, which opens as another value: refused.
+    let err = r.seal(&scope, key(&r), 0, 1, &f64::NAN).unwrap_err();
+    assert!(
+        matches!(err, state_recovery::SealError::NonFiniteFloat),
+        "{err}"
+    );
     let big = "x".repeat(Limits::DEFAULT_MAX_TOKEN_BYTES);
     let err = r.seal(&scope, key(&r), 0, 1, &big).unwrap_err();
     assert!(
@@ -580,4 +581,171 @@ fn generated_keys_always_pass() {
         assert!(state_recovery::Pepper::from_base64(&text).is_ok());
         assert!(state_recovery::Pepper::try_generate().is_ok());
     }
+}
+
+/// `Debug` of everything that holds tokens or restored payloads shows neither: a bundle
+/// (counts only), what it restored (entries without values), an opened entry, a rejection,
+/// a state update, and the endpoint's `Recovered`.
+#[test]
+fn debug_shows_no_tokens_or_payloads() {
+    use state_recovery::protocol::Endpoint;
+    use state_recovery::{reconnect_message, Bundle, RecoveryContext};
+    let (r, _) = recovery();
+    let s1 = salt(1);
+    let scope = Scope::new(&s1);
+    let secret = "hunter2-typed-by-the-user";
+    let good = sealed(&r, &json!({"draft": secret}));
+    let forged = {
+        let mut bytes = raw(&good);
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        b64(&bytes)
+    };
+    let message = reconnect_message(&s1, [good.as_str(), forged.as_str()]);
+    // What must never show: either token, any stretch of them, the payload, the salt.
+    let leaks = |text: &str| {
+        for needle in [good.as_str(), forged.as_str()] {
+            assert!(!text.contains(&needle[..24]), "token in {text}");
+            assert!(
+                !text.contains(&needle[needle.len() - 24..]),
+                "token in {text}"
+            );
+        }
+        assert!(!text.contains(secret), "payload in {text}");
+        assert!(!text.contains("draft"), "payload in {text}");
+        assert!(!text.contains(&s1.encode()), "salt in {text}");
+    };
+
+    let bundle = Bundle::parse(message.as_bytes(), r.limits()).unwrap();
+    let text = format!("{bundle:?}");
+    leaks(&text);
+    assert_eq!(
+        text,
+        "Bundle { salt: Salt(<redacted>), entries: 2, overflow: 0 }"
+    );
+
+    let restored = r.open_bundle(None, message.as_bytes()).unwrap();
+    let text = format!("{restored:?}");
+    leaks(&text);
+    assert!(text.contains(&key(&r).to_string()), "{text}");
+    assert!(text.contains("BadSignature"), "{text}");
+    let entry = restored.raw(&key(&r)).unwrap();
+    leaks(&format!("{entry:?}"));
+    leaks(&format!("{:?}", restored.rejected()[0]));
+    let typed = restored.get::<Value>(&key(&r)).unwrap().unwrap();
+    leaks(&format!("{typed:?}"));
+    let opened = r.open::<Value>(&scope, good.as_str()).unwrap();
+    let text = format!("{opened:?}");
+    leaks(&text);
+    assert!(text.contains("revision: 3"), "{text}");
+
+    let context = RecoveryContext::new(r.clone(), s1.clone(), None);
+    let update = context
+        .seal(
+            key(&r),
+            context.next_revision(key(&r)),
+            1,
+            &json!({"draft": secret}),
+        )
+        .unwrap();
+    leaks(&format!("{update:?}"));
+    leaks(&format!(
+        "{:?}",
+        state_recovery::protocol::ServerMessage::from(update.clone())
+    ));
+    leaks(&format!("{context:?}"));
+
+    let recovered = Endpoint::new(r.clone()).recover(Some(message.as_bytes()), None);
+    assert_eq!(recovered.restored().len(), 1);
+    leaks(&format!("{recovered:?}"));
+}
+
+/// A clock before 1970, as `SystemClock` reports it through `checked_now`.
+struct Before1970;
+
+impl state_recovery::Clock for Before1970 {
+    fn now(&self) -> u64 {
+        0
+    }
+    fn checked_now(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// `SealError::ClockOutOfRange` fires where it means something: a clock before 1970 (it
+/// sealed at step 0 before) or past what the step arithmetic covers (it sealed in a window
+/// saturated at `u64::MAX`). Opening at such a time: before 1970 every entry is
+/// `not-yet-valid` (the opener is behind every sealer), past the range every entry is
+/// `expired`; nothing opens.
+#[test]
+fn a_clock_out_of_range_refuses_to_seal_and_opens_nothing() {
+    use state_recovery::{ManualClock, OtpSettings, SealError};
+    let s1 = salt(1);
+    let scope = Scope::new(&s1);
+    let build = |otp: OtpSettings, clock: std::sync::Arc<dyn state_recovery::Clock>| {
+        struct Shared(std::sync::Arc<dyn state_recovery::Clock>);
+        impl state_recovery::Clock for Shared {
+            fn now(&self) -> u64 {
+                self.0.now()
+            }
+            fn checked_now(&self) -> Option<u64> {
+                self.0.checked_now()
+            }
+        }
+        Recovery::builder(ring(&[("k1", 1)]))
+            .namespace("test-app")
+            .otp(otp)
+            .clock(Shared(clock))
+            .build()
+            .unwrap()
+    };
+
+    // Before 1970.
+    let epoch = build(
+        OtpSettings::default(),
+        std::sync::Arc::new(ManualClock::new(0)),
+    );
+    let at_zero = sealed(&epoch, &json!(1));
+    assert!(epoch.open::<Value>(&scope, at_zero.as_str()).is_ok());
+    let before = build(OtpSettings::default(), std::sync::Arc::new(Before1970));
+    assert!(matches!(
+        before.seal(&scope, key(&before), 1, 1, &json!(1)),
+        Err(SealError::ClockOutOfRange)
+    ));
+    assert_eq!(
+        reason(&before, &scope, at_zero.as_str()),
+        Reason::NotYetValid
+    );
+    let now = sealed(&common::recovery().0, &json!(1));
+    assert_eq!(reason(&before, &scope, now.as_str()), Reason::NotYetValid);
+    let bundle = state_recovery::reconnect_message(&s1, [at_zero.as_str(), now.as_str()]);
+    let restored = before.open_bundle(None, bundle.as_bytes()).unwrap();
+    assert!(restored.is_empty());
+    assert!(restored
+        .rejected()
+        .iter()
+        .all(|r| r.reason == Reason::NotYetValid));
+
+    // Past the covered range: with a 1 s step and a skew of 1, the last two seconds of u64.
+    for (skew, last) in [(1, u64::MAX - 2), (OtpSettings::MAX_SKEW, u64::MAX - 49)] {
+        let otp = OtpSettings::new(1, skew).unwrap();
+        let clock = std::sync::Arc::new(ManualClock::new(last));
+        let r = build(otp, clock.clone());
+        let edge = sealed(&r, &json!("edge"));
+        assert!(r.open::<Value>(&scope, edge.as_str()).is_ok());
+        for beyond in [last + 1, u64::MAX] {
+            clock.set(beyond);
+            assert!(
+                matches!(
+                    r.seal(&scope, key(&r), 1, 1, &json!(1)),
+                    Err(SealError::ClockOutOfRange)
+                ),
+                "{beyond}"
+            );
+            assert_eq!(reason(&r, &scope, edge.as_str()), Reason::Expired);
+        }
+    }
+    // With the default 4 h step, every u64 time is covered (see
+    // `times_near_zero_and_far_future_do_not_panic`).
+    assert!(OtpSettings::default().covers(u64::MAX));
 }

@@ -212,22 +212,190 @@ fn escaped_tokens_and_subjects_in_bundles() {
     let scope = Scope::new(&s).with_subject("u1");
     let k = keys(&r, 1)[0];
     let t = r.seal(&scope, k, 0, 1, &json!("v")).unwrap();
-    // JSON escapes in the token string decode to the same token.
+    // A JSON escape in the token string is a second spelling of the same token: refused.
+    assert!(t.as_str().contains('A'));
     let escaped = t.as_str().replacen('A', "\\u0041", 1);
     let json = format!(
         "{{\"salt\":\"{}\",\"entries\":[\"{escaped}\"]}}",
         s.encode()
     );
-    assert_eq!(
-        r.open_bundle(Some("u1"), json.as_bytes()).unwrap().len(),
-        usize::from(t.as_str().contains('A'))
-    );
+    let restored = r.open_bundle(Some("u1"), json.as_bytes()).unwrap();
+    assert!(restored.is_empty());
+    assert_eq!(restored.rejected()[0].reason, Reason::Malformed);
     let json = reconnect_message(&s, [t.as_str()]);
     assert_eq!(r.open_bundle(Some("u1"), json.as_bytes()).unwrap().len(), 1);
     let other = r.open_bundle(Some("u2"), json.as_bytes()).unwrap();
     assert!(other.is_empty());
     assert_eq!(other.rejected()[0].reason, Reason::BadSignature);
     assert!(r.open_bundle(None, json.as_bytes()).unwrap().is_empty());
+}
+
+/// Every spelling of a token or salt with a JSON escape in it, at several positions (first,
+/// middle, last character; `-` and `_`; upper- and lower-case hex).
+fn escapes(text: &str) -> Vec<String> {
+    let esc = |c: char, upper: bool| {
+        let e = format!("\\u{:04x}", u32::from(c));
+        if upper {
+            e.to_uppercase().replace("\\U", "\\u")
+        } else {
+            e
+        }
+    };
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = Vec::new();
+    for at in [0, 1, chars.len() / 2, chars.len() - 1] {
+        for upper in [false, true] {
+            let mut s = String::new();
+            for (i, c) in chars.iter().enumerate() {
+                if i == at {
+                    s.push_str(&esc(*c, upper));
+                } else {
+                    s.push(*c);
+                }
+            }
+            out.push(s);
+        }
+    }
+    for special in ['-', '_'] {
+        if let Some(at) = text.find(special) {
+            out.push(format!(
+                "{}{}{}",
+                &text[..at],
+                esc(special, false),
+                &text[at + 1..]
+            ));
+        }
+    }
+    out
+}
+
+/// SECURITY.md 2.6: one accepted text per token and salt, in a bundle too. An escaped salt
+/// refuses the message whole (`malformed`, as a bad salt does); an escaped entry is refused
+/// alone (`malformed`) and the others open. Through `Bundle::parse` / `open_bundle` and the
+/// reconnect-message envelope of `Endpoint::recover`.
+#[test]
+fn escaped_salts_and_entries_are_malformed() {
+    use state_recovery::protocol::Endpoint;
+    use state_recovery::Bundle;
+    let (r, _) = recovery();
+    let s = salt(1);
+    let scope = Scope::new(&s);
+    let ks = keys(&r, 2);
+    let a = r.seal(&scope, ks[0], 1, 1, &json!("a")).unwrap();
+    let b = r.seal(&scope, ks[1], 1, 1, &json!("b")).unwrap();
+    let endpoint = Endpoint::new(r.clone());
+    let message = |salt: &str, entries: &[&str]| {
+        let entries: Vec<String> = entries.iter().map(|e| format!("\"{e}\"")).collect();
+        format!(
+            "{{\"type\":\"recover\",\"salt\":\"{salt}\",\"entries\":[{}],\
+             \"input\":{{\"f\":{{\"q\":\"typed\"}}}}}}",
+            entries.join(",")
+        )
+    };
+    // The unescaped message opens both.
+    let plain = message(&s.encode(), &[a.as_str(), b.as_str()]);
+    assert_eq!(r.open_bundle(None, plain.as_bytes()).unwrap().len(), 2);
+    assert_eq!(
+        endpoint
+            .recover(Some(plain.as_bytes()), None)
+            .restored()
+            .len(),
+        2
+    );
+
+    let salts = escapes(&s.encode());
+    assert!(salts.len() >= 8);
+    for salt in &salts {
+        let m = message(salt, &[a.as_str(), b.as_str()]);
+        let err = r.open_bundle(None, m.as_bytes()).unwrap_err();
+        assert_eq!(err.reason(), Reason::Malformed, "{salt}");
+        assert_eq!(
+            Bundle::parse(m.as_bytes(), r.limits())
+                .unwrap_err()
+                .reason(),
+            Reason::Malformed
+        );
+        let recovered = endpoint.recover(Some(m.as_bytes()), None);
+        assert_eq!(
+            recovered.bundle_rejection(),
+            Some(Reason::Malformed),
+            "{salt}"
+        );
+        assert!(recovered.restored().is_empty());
+        assert!(recovered.salt_message().is_some(), "a new salt is issued");
+        // As for a bad salt: the client input is still read.
+        assert_eq!(
+            recovered.input().form("f").and_then(|f| f.get("q")),
+            Some("typed")
+        );
+    }
+
+    let entries = escapes(a.as_str());
+    assert!(entries.len() >= 8);
+    for entry in &entries {
+        let m = message(&s.encode(), &[entry, b.as_str()]);
+        let bundle = Bundle::parse(m.as_bytes(), r.limits()).unwrap();
+        assert_eq!((bundle.len(), bundle.tokens().count()), (2, 1));
+        for restored in [
+            r.open_bundle(None, m.as_bytes()).unwrap(),
+            endpoint.recover(Some(m.as_bytes()), None).into_parts().0,
+        ] {
+            assert!(restored.raw(&ks[0]).is_none(), "{entry}");
+            assert_eq!(
+                restored.get::<Value>(&ks[1]).unwrap().unwrap().value,
+                json!("b")
+            );
+            let rejected = restored.rejected();
+            assert_eq!(rejected.len(), 1);
+            assert_eq!(
+                (
+                    rejected[0].index,
+                    rejected[0].reason,
+                    rejected[0].claimed_key
+                ),
+                (0, Reason::Malformed, None)
+            );
+        }
+        // Second position, and the endpoint re-holds the right token for the restored one.
+        let m = message(&s.encode(), &[b.as_str(), entry]);
+        let recovered = endpoint.recover(Some(m.as_bytes()), None);
+        assert_eq!(recovered.restored().len(), 1);
+        assert_eq!(recovered.rejected()[0].index, 1);
+        assert_eq!(recovered.rejected()[0].reason, Reason::Malformed);
+    }
+
+    // Past the entry cap, escaped or not, entries are still skipped unread (too-large).
+    let capped = Recovery::builder(ring(&[("k1", 1)]))
+        .namespace("test-app")
+        .clock(state_recovery::ManualClock::new(NOW))
+        .limits(Limits::default().with_max_entries(2))
+        .build()
+        .unwrap();
+    let m = message(
+        &s.encode(),
+        &[
+            entries[0].as_str(),
+            b.as_str(),
+            entries[1].as_str(),
+            a.as_str(),
+        ],
+    );
+    for restored in [
+        capped.open_bundle(None, m.as_bytes()).unwrap(),
+        Endpoint::new(capped.clone())
+            .recover(Some(m.as_bytes()), None)
+            .into_parts()
+            .0,
+    ] {
+        assert_eq!(restored.len(), 1);
+        let got: Vec<(usize, Reason)> = restored
+            .rejected()
+            .iter()
+            .map(|x| (x.index, x.reason))
+            .collect();
+        assert_eq!(got, [(0, Reason::Malformed)]);
+        assert_eq!(restored.overflow(), 2, "the two past the cap are counted");
+    }
 }
 
 #[test]

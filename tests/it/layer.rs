@@ -1071,3 +1071,64 @@ async fn websocket_upgrades_from_other_origins_are_refused() {
     .await;
     works(upgrade(&url, &[("origin", "null")]).await, &hello).await;
 }
+
+/// `RecoverySession`'s `Debug` shows the application's first message by kind and length only
+/// (it may carry anything the user sent, tokens included), and what was restored without
+/// payloads.
+#[tokio::test]
+async fn session_debug_shows_no_first_message_or_payloads() {
+    let (r, _) = recovery();
+    let k = keys(&r);
+    let s = salt(5);
+    let secret = "hunter2-typed-by-the-user";
+    let token = r
+        .seal(&Scope::new(&s), k.note, 1, 1, &json!({"draft": secret}))
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/ws",
+            get(|ws: RecoverySocket| async move {
+                ws.on_upgrade(|mut session: RecoverySession| async move {
+                    let text = format!("{session:?}");
+                    session.socket_mut().send(text.into()).await.unwrap();
+                })
+            }),
+        )
+        .layer(StateRecoveryLayer::new(r).with_first_message_timeout(Duration::from_secs(5)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = format!("ws://{addr}/ws");
+
+    let own = json!({"type": "app", "entries": [token.as_str()], "note": secret}).to_string();
+    let recover = message(Some(&s), &[token.as_str()]).to_string();
+    for first in [own, recover] {
+        let mut c = connect(&url, Some(first.clone())).await;
+        let text = loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), c.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            let text = msg.into_text().unwrap().to_string();
+            if text.starts_with("RecoverySession") {
+                break text;
+            }
+        };
+        assert!(!text.contains(secret), "{text}");
+        assert!(!text.contains(&token.as_str()[..24]), "{text}");
+        assert!(
+            !text.contains(&token.as_str()[token.as_str().len() - 24..]),
+            "{text}"
+        );
+        if first.contains("\"app\"") {
+            assert!(
+                text.contains(&format!("first_message: Some((\"text\", {}))", first.len())),
+                "{text}"
+            );
+        } else {
+            assert!(text.contains("first_message: None"), "{text}");
+            assert!(text.contains(&k.note.to_string()), "{text}");
+        }
+    }
+}

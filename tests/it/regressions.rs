@@ -194,3 +194,136 @@ fn serde_json_private_tokens_are_refused_at_seal() {
         assert_eq!(opened.value, good);
     }
 }
+
+/// Spellings of serde_json's reserved first key that the first fix (exact bytes
+/// `{"$serde_json::private::` only) let through: whitespace after `{`, and JSON escapes
+/// anywhere in the prefix (serde_json compares the unescaped key). Each is a raw JSON text
+/// whose first object key, unescaped, starts with `$serde_json::private::`.
+const RESERVED_SPELLINGS: [&str; 9] = [
+    r#"{ "$serde_json::private::RawValue":"{\"admin\":true}"}"#,
+    "{\n\t\r \"$serde_json::private::RawValue\" : \"{\\\"admin\\\":true}\"}",
+    r#"{"\u0024serde_json::private::RawValue":"{\"admin\":true}"}"#,
+    r#"{"$\u0073erde_json::private::RawValue":"{\"admin\":true}"}"#,
+    r#"{"$serde_json::private\u003A\u003aRawValue":"{\"admin\":true}"}"#,
+    r#"{"$serde_json::private::Raw\u0056alue":"{\"admin\":true}"}"#,
+    r#"{"a":[1,{ "\u0024serde_json::private::RawValue":"{\"admin\":true}"}]}"#,
+    r#"{"a":{},"b":{"$serde\u005fjson::private::RawValue":"7"}}"#,
+    r#"[{"x":1},{"y":{"\u0024serde_json::private::Number":"1"}}]"#,
+];
+
+/// Ordinary payloads that only look near the reserved key: `$` in values, the text in a
+/// string, as a later key, inside a longer key, one colon short, behind an escaped backslash.
+const NEAR_RESERVED: [&str; 8] = [
+    r#"{"price":"$5.00","$":"$$"}"#,
+    r#"{"note":"$serde_json::private::RawValue"}"#,
+    r#"{ "!":1, "$serde_json::private::RawValue":"{}"}"#,
+    r#"{"x$serde_json::private::RawValue":1}"#,
+    r#"{"$serde_json::private:RawValue":1}"#,
+    r#"{"\\u0024serde_json::private::RawValue":1}"#,
+    r#"["{\"$serde_json::private::RawValue\":1}", {"\u00e9": "\u0024"}]"#,
+    r#"{"!": {"b": [ "\u0024serde_json::private::RawValue" ]}, "$serde_json::private::c": 2}"#,
+];
+
+/// The reserved key however it is spelled: `seal` refuses it in raw fragments (the only way
+/// to write one other than verbatim), however spaced or escaped, wherever it is nested.
+#[test]
+fn reserved_key_in_any_spelling_is_refused_at_seal() {
+    use serde_json::value::RawValue;
+    #[derive(serde::Serialize)]
+    struct Wrap {
+        name: &'static str,
+        state: Box<RawValue>,
+    }
+    let (r, _) = common::recovery();
+    let salt = common::salt(1);
+    let scope = Scope::new(&salt);
+    let key = state_recovery::StateKey::from_bytes([1; 16]);
+    for text in RESERVED_SPELLINGS {
+        // What serde_json makes of it: another shape than the object that was written.
+        let read: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_ne!(read.to_string(), text.replace([' ', '\n', '\t', '\r'], ""));
+        let raw = RawValue::from_string(text.to_owned()).unwrap();
+        let err = r.seal(&scope, key, 1, 1, &raw).unwrap_err();
+        assert!(matches!(err, SealError::Serialize(_)), "{text}");
+        let wrapped = Wrap {
+            name: "x",
+            state: RawValue::from_string(text.to_owned()).unwrap(),
+        };
+        let err = r.seal(&scope, key, 1, 1, &wrapped).unwrap_err();
+        assert!(matches!(err, SealError::Serialize(_)), "{text}");
+    }
+}
+
+/// An authentic token whose payload has the reserved key, however spelled (sealed by a build
+/// that checked less), is `invalid-payload` at `open`, `open_at` and in a bundle, where the
+/// other entries still open: it never opens as another shape (a string read as an object).
+#[test]
+fn reserved_key_in_any_spelling_is_refused_at_open() {
+    use state_recovery::{reconnect_message, Reason, StateKey};
+    let (r, _) = common::recovery();
+    let salt = common::salt(1);
+    let scope = Scope::new(&salt);
+    let key = StateKey::from_bytes([1; 16]);
+    let other = StateKey::from_bytes([2; 16]);
+    // The helper seals what the crate seals.
+    let plain = common::seal_bytes(1, key, 1, 1, br#"{"n":1}"#);
+    assert_eq!(
+        r.open::<serde_json::Value>(&scope, &plain).unwrap().value,
+        json!({"n": 1})
+    );
+    let good = r.seal(&scope, other, 1, 1, &json!({"ok": true})).unwrap();
+    for text in RESERVED_SPELLINGS
+        .into_iter()
+        .chain([r#"{"$serde_json::private::RawValue":"{\"admin\":true}"}"#])
+    {
+        let token = common::seal_bytes(1, key, 1, 1, text.as_bytes());
+        let err = r.open::<serde_json::Value>(&scope, &token).unwrap_err();
+        assert_eq!(err.reason(), Reason::InvalidPayload, "{text}");
+        let err = r
+            .open_at::<serde_json::Value>(&scope, key, &token)
+            .unwrap_err();
+        assert_eq!(err.reason(), Reason::InvalidPayload, "{text}");
+        let bundle = reconnect_message(&salt, [token.as_str(), good.as_str()]);
+        let restored = r.open_bundle(None, bundle.as_bytes()).unwrap();
+        assert!(restored.raw(&key).is_none(), "{text}");
+        assert_eq!(restored.get::<serde_json::Value>(&key).unwrap(), None);
+        assert_eq!(restored.rejected().len(), 1);
+        let rejected = restored.rejected()[0];
+        assert_eq!(
+            (rejected.index, rejected.claimed_key, rejected.reason),
+            (0, Some(key), Reason::InvalidPayload)
+        );
+        assert_eq!(
+            restored
+                .get::<serde_json::Value>(&other)
+                .unwrap()
+                .unwrap()
+                .value,
+            json!({"ok": true})
+        );
+    }
+}
+
+/// What only looks near the reserved key still round-trips, sealed by the crate (as a value
+/// and as a raw fragment) and sealed verbatim, spaced and escaped.
+#[test]
+fn payloads_near_the_reserved_key_still_round_trip() {
+    use serde_json::value::RawValue;
+    let (r, _) = common::recovery();
+    let salt = common::salt(1);
+    let scope = Scope::new(&salt);
+    let key = state_recovery::StateKey::from_bytes([1; 16]);
+    for text in NEAR_RESERVED {
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        let sealed = r.seal(&scope, key, 1, 1, &value).unwrap();
+        let opened = r.open_at::<serde_json::Value>(&scope, key, sealed.as_str());
+        assert_eq!(opened.unwrap().value, value, "{text}");
+        let raw = RawValue::from_string(text.to_owned()).unwrap();
+        let sealed = r.seal(&scope, key, 1, 1, &raw).unwrap();
+        let opened = r.open_at::<serde_json::Value>(&scope, key, sealed.as_str());
+        assert_eq!(opened.unwrap().value, value, "{text}");
+        let verbatim = common::seal_bytes(1, key, 1, 1, text.as_bytes());
+        let opened = r.open_at::<serde_json::Value>(&scope, key, &verbatim);
+        assert_eq!(opened.unwrap().value, value, "{text}");
+    }
+}

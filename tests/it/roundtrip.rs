@@ -133,3 +133,100 @@ proptest! {
         }
     }
 }
+
+/// Non-finite floats have no JSON form: serde_json writes them as `null`, so a value holding
+/// one sealed fine and opened as another value (`NaN` as `None`, or not at all as an `f64`).
+/// `seal` refuses them wherever they are, as `f64` or `f32`, with `SealError::NonFiniteFloat`;
+/// finite extremes still round-trip exactly.
+#[test]
+fn non_finite_floats_are_refused_at_seal() {
+    use std::collections::{BTreeMap, HashMap};
+
+    use state_recovery::protocol::RecoveryContext;
+    use state_recovery::SealError;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Default)]
+    struct Inner {
+        ratio: f64,
+        scores: BTreeMap<String, f32>,
+        maybe: Option<f64>,
+    }
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Default)]
+    struct Outer {
+        name: String,
+        inner: Vec<Inner>,
+        by_id: HashMap<String, (u8, f64)>,
+        single: f32,
+    }
+    let (r, _) = recovery();
+    let s = salt(4);
+    let scope = Scope::new(&s);
+    let k = r.state_key(&Location::new("src/floats.rs", 1, 1));
+    let with = |f64v: f64, f32v: f32, at: usize| {
+        let mut o = Outer {
+            name: "n".into(),
+            inner: vec![Inner::default(), Inner::default()],
+            ..Outer::default()
+        };
+        o.by_id.insert("a".into(), (1, 0.5));
+        match at {
+            0 => o.inner[1].ratio = f64v,
+            1 => o.inner[0].maybe = Some(f64v),
+            2 => {
+                o.by_id.insert("b".into(), (2, f64v));
+            }
+            3 => o.single = f32v,
+            _ => {
+                o.inner[1].scores.insert("x".into(), f32v);
+            }
+        }
+        o
+    };
+    for (f64v, f32v) in [
+        (f64::NAN, f32::NAN),
+        (f64::INFINITY, f32::INFINITY),
+        (f64::NEG_INFINITY, f32::NEG_INFINITY),
+    ] {
+        for at in 0..5 {
+            let v = with(f64v, f32v, at);
+            let err = r.seal(&scope, k, 1, 1, &v).unwrap_err();
+            assert!(matches!(err, SealError::NonFiniteFloat), "{at}: {err:?}");
+            let text = err.to_string();
+            assert_eq!(
+                text,
+                "value holds a non-finite float (nan or infinity), which json cannot represent"
+            );
+            assert!(!text.contains("NaN") && !text.contains("inf,"), "{text}");
+        }
+        assert!(matches!(
+            r.seal(&scope, k, 1, 1, &f64v),
+            Err(SealError::NonFiniteFloat)
+        ));
+        assert!(matches!(
+            r.seal(&scope, k, 1, 1, &[Some(1.0f32), Some(f32v)]),
+            Err(SealError::NonFiniteFloat)
+        ));
+        let m: BTreeMap<&str, BTreeMap<&str, f64>> = [("a", [("b", f64v)].into_iter().collect())]
+            .into_iter()
+            .collect();
+        assert!(matches!(
+            r.seal(&scope, k, 1, 1, &m),
+            Err(SealError::NonFiniteFloat)
+        ));
+        // Through a connection's context too.
+        let ctx = RecoveryContext::new(r.clone(), s.clone(), None);
+        assert!(matches!(
+            ctx.seal(k, 1, 1, &with(f64v, f32v, 4)),
+            Err(SealError::NonFiniteFloat)
+        ));
+    }
+    // Finite extremes still round-trip, bit for bit.
+    let mut v = with(f64::MAX, f32::MIN_POSITIVE, 0);
+    v.inner[0].maybe = Some(-0.0);
+    v.inner[0].scores.insert("y".into(), f32::MAX);
+    v.single = -f32::MIN_POSITIVE;
+    let t = r.seal(&scope, k, 1, 1, &v).unwrap();
+    let back = r.open_at::<Outer>(&scope, k, t.as_str()).unwrap().value;
+    assert_eq!(back, v);
+    assert!(back.inner[0].maybe.unwrap().is_sign_negative());
+}
