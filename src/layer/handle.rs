@@ -70,6 +70,11 @@ impl RecoveryHandle {
         self.endpoint().recover(message, self.subject())
     }
 
+    /// [`Endpoint::recover_first`] for this request's subject.
+    pub(crate) fn recover_first(&self, message: &[u8]) -> Option<Recovered> {
+        self.endpoint().recover_first(message, self.subject())
+    }
+
     /// [`Endpoint::refused`] for this request's subject.
     pub(crate) fn refused(&self, reason: Reason) -> Recovered {
         self.endpoint().refused(reason, self.subject())

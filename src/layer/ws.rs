@@ -15,10 +15,9 @@ use futures_util::SinkExt as _;
 
 use super::handle::{MissingLayer, RecoveryHandle};
 use crate::bundle::Restored;
-use crate::error::Reason;
 use crate::protocol::{
-    is_reconnect_message, ClientInput, Drain, Recovered, RecoveryContext, ServerMessage,
-    SessionGuard, DRAIN_CLOSE_CODE, DRAIN_CLOSE_REASON,
+    ClientInput, Drain, Recovered, RecoveryContext, ServerMessage, SessionGuard, DRAIN_CLOSE_CODE,
+    DRAIN_CLOSE_REASON,
 };
 
 /// The body of the 403 for an upgrade from an origin that is not allowed.
@@ -144,24 +143,20 @@ impl RecoverySession {
         }
         let guard = drain.as_ref().map(Drain::session);
         let timeout = handle.config.first_message_timeout;
-        let (recovered, first_message) =
-            match tokio::time::timeout(timeout, next_data(&mut socket)).await {
-                Err(_) => {
-                    tracing::debug!(target: "state_recovery", "no first message in time");
-                    (handle.recover(None), None)
-                }
-                Ok(None) => return None,
-                Ok(Some(Message::Text(text))) => {
-                    let bytes = text.as_str().as_bytes();
-                    let max = handle.recovery().limits().max_bundle_bytes();
-                    if bytes.len() > max {
-                        (handle.refused(Reason::TooLarge), None)
-                    } else if is_reconnect_message(bytes) {
-                        (handle.recover(Some(bytes)), None)
-                    } else if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() {
-                        // Not JSON at all: not the application's message either.
-                        (handle.refused(Reason::Malformed), None)
-                    } else {
+        let (recovered, first_message) = match tokio::time::timeout(timeout, next_data(&mut socket))
+            .await
+        {
+            Err(_) => {
+                tracing::debug!(target: "state_recovery", "no first message in time");
+                (handle.recover(None), None)
+            }
+            Ok(None) => return None,
+            Ok(Some(Message::Text(text))) => {
+                // One parse decides: a reconnect message, something broken, or the
+                // application's own first message.
+                match handle.recover_first(text.as_str().as_bytes()) {
+                    Some(recovered) => (recovered, None),
+                    None => {
                         tracing::info!(
                             target: "state_recovery",
                             reason = "not-a-reconnect-message",
@@ -170,15 +165,16 @@ impl RecoverySession {
                         (handle.recover(None), Some(Message::Text(text)))
                     }
                 }
-                Ok(Some(other)) => {
-                    tracing::info!(
-                        target: "state_recovery",
-                        reason = "not-a-reconnect-message",
-                        "first message is binary; treating the client as new"
-                    );
-                    (handle.recover(None), Some(other))
-                }
-            };
+            }
+            Ok(Some(other)) => {
+                tracing::info!(
+                    target: "state_recovery",
+                    reason = "not-a-reconnect-message",
+                    "first message is binary; treating the client as new"
+                );
+                (handle.recover(None), Some(other))
+            }
+        };
         let step = handle.recovery().otp().step_secs();
         let refresh_every = Duration::from_secs((step / 4).clamp(1, 900));
         let mut session = Self {

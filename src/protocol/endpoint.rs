@@ -182,10 +182,51 @@ impl Endpoint {
             // Refused before parsing anything, let alone computing a MAC.
             return self.refused(Reason::TooLarge, subject);
         }
-        let envelope = match serde_json::from_slice::<Envelope<'_>>(message) {
-            Ok(e) if matches!(e.kind.as_deref(), None | Some("recover")) => e,
-            _ => return self.refused(Reason::Malformed, subject),
-        };
+        match serde_json::from_slice::<Envelope<'_>>(message) {
+            Ok(e) if matches!(e.kind.as_deref(), None | Some("recover")) => {
+                self.recover_envelope(e, subject)
+            }
+            _ => self.refused(Reason::Malformed, subject),
+        }
+    }
+
+    /// A WebSocket's first text message, parsed once: `Some` when it is a reconnect message
+    /// (`"type":"recover"`, handled as [`recover`](Self::recover) does) or not JSON at all
+    /// (refused, `malformed`); `None` when it is JSON of another type, the application's own
+    /// message (treat the client as new and hand the message to the application).
+    #[must_use]
+    pub fn recover_first(&self, message: &[u8], subject: Option<&str>) -> Option<Recovered> {
+        if self.subject_missing(subject)
+            || message.len() > self.recovery.limits().max_bundle_bytes()
+        {
+            // `recover` refuses these without opening anything; an application message (never
+            // one over the cap) still goes to the application.
+            if self.is_application_message(message) {
+                return None;
+            }
+            return Some(self.recover(Some(message), subject));
+        }
+        match serde_json::from_slice::<Envelope<'_>>(message) {
+            Ok(e) if e.kind.as_deref() == Some("recover") => {
+                Some(self.recover_envelope(e, subject))
+            }
+            Ok(_) => None,
+            // Only on the error path: JSON of another type whose fields do not fit the
+            // envelope is still the application's; anything else is a broken message.
+            Err(_) if self.is_application_message(message) => None,
+            Err(_) => Some(self.refused(Reason::Malformed, subject)),
+        }
+    }
+
+    /// JSON whose `type` is not `recover` (bounded by the bundle cap before parsing).
+    fn is_application_message(&self, message: &[u8]) -> bool {
+        message.len() <= self.recovery.limits().max_bundle_bytes()
+            && serde_json::from_slice::<Kind<'_>>(message)
+                .is_ok_and(|k| k.kind.as_deref() != Some("recover"))
+    }
+
+    /// The rest of [`recover`](Self::recover), on the parsed envelope.
+    fn recover_envelope(&self, envelope: Envelope<'_>, subject: Option<&str>) -> Recovered {
         let input = ClientInput::from_input(envelope.input, &self.input_limits);
         if let Some(e) = input.error() {
             tracing::info!(target: "state_recovery", reason = e.code(), "client input dropped");
@@ -356,12 +397,14 @@ struct Envelope<'a> {
 /// may be the application's own otherwise).
 #[must_use]
 pub fn is_reconnect_message(message: &[u8]) -> bool {
-    #[derive(Deserialize)]
-    struct Kind<'a> {
-        #[serde(rename = "type", borrow, default)]
-        kind: Option<Cow<'a, str>>,
-    }
     serde_json::from_slice::<Kind<'_>>(message).is_ok_and(|k| k.kind.as_deref() == Some("recover"))
+}
+
+/// Just the `type` of a message.
+#[derive(Deserialize)]
+struct Kind<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
 }
 
 /// One event per rejected entry: the state key it claims (hex) and the reason code. Never the
