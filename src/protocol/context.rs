@@ -40,11 +40,12 @@ struct Held {
 }
 
 impl Held {
-    /// A token this connection just sealed (in the current step, under the first key).
-    fn sealed(token: &Token, step: u64) -> Self {
+    /// A token this connection just sealed (in the current step, under the first key); its
+    /// copy is kept only when the connection refreshes.
+    fn sealed(token: &Token, step: u64, refresh: bool) -> Self {
         Self {
             len: token.as_str().len(),
-            token: Some(token.clone()),
+            token: refresh.then(|| token.clone()),
             step,
             primary: true,
         }
@@ -85,6 +86,7 @@ pub struct RecoveryContext {
     salt_issued: bool,
     subject: Option<String>,
     subject_required: bool,
+    refresh: bool,
     table: Mutex<Table>,
 }
 
@@ -96,6 +98,7 @@ impl fmt::Debug for RecoveryContext {
             .field("salt_issued", &self.salt_issued)
             .field("subject", &self.subject)
             .field("subject_required", &self.subject_required)
+            .field("refresh", &self.refresh)
             .field("budget", &self.budget())
             .finish_non_exhaustive()
     }
@@ -112,6 +115,7 @@ impl RecoveryContext {
             salt_issued: false,
             subject,
             subject_required: false,
+            refresh: true,
             table: Mutex::new(Table::default()),
         }
     }
@@ -134,6 +138,16 @@ impl RecoveryContext {
     #[must_use]
     pub fn require_subject(mut self) -> Self {
         self.subject_required = true;
+        self
+    }
+
+    /// Never re-seals anything ([`refresh`](Self::refresh) returns nothing) and keeps no
+    /// token copies for it. Contexts made by an endpoint with
+    /// [`Endpoint::without_refresh`](super::Endpoint::without_refresh) have it set, so the
+    /// session's periodic refresh is off too.
+    #[must_use]
+    pub fn without_refresh(mut self) -> Self {
+        self.refresh = false;
         self
     }
 
@@ -176,7 +190,9 @@ impl RecoveryContext {
         let mut table = self.table();
         Self::check_budget(&table, &self.recovery, key, token.as_str().len())?;
         Self::raise(&mut table, key, rev);
-        table.held.insert(key, Held::sealed(&token, step));
+        table
+            .held
+            .insert(key, Held::sealed(&token, step, self.refresh));
         Ok(StateUpdate::new(key, rev, token))
     }
 
@@ -266,7 +282,7 @@ impl RecoveryContext {
     /// connection may refresh it), time step and key position.
     pub(crate) fn hold(&self, key: StateKey, token: &str, step: u64, primary: bool, refresh: bool) {
         let held = Held {
-            token: refresh.then(|| Token::from_string(token.to_owned())),
+            token: (refresh && self.refresh).then(|| Token::from_string(token.to_owned())),
             len: token.len(),
             step,
             primary,
@@ -282,6 +298,9 @@ impl RecoveryContext {
     /// once per OTP step on a long-lived connection (the axum session does).
     #[must_use]
     pub fn refresh(&self) -> Vec<StateUpdate> {
+        if !self.refresh {
+            return Vec::new();
+        }
         let step = self.current_step();
         let due: Vec<(StateKey, Token)> = self
             .table()
@@ -327,7 +346,9 @@ impl RecoveryContext {
             self.recovery
                 .seal(&self.scope(), key, parts.revision, parts.schema, payload)?;
         let step = self.current_step();
-        self.table().held.insert(key, Held::sealed(&token, step));
+        self.table()
+            .held
+            .insert(key, Held::sealed(&token, step, self.refresh));
         Ok(StateUpdate::new(key, parts.revision, token))
     }
 
@@ -452,6 +473,17 @@ mod tests {
         assert_eq!(opened.value, serde_json::json!({"a": [1, 2]}));
         assert_eq!(opened.step, 1_700_000_100 / 100);
         assert!(ctx.refresh().is_empty(), "refreshed entries are current");
+    }
+
+    #[test]
+    fn without_refresh_nothing_is_resealed() {
+        let (r, clock) = recovery(Limits::default());
+        let ctx = RecoveryContext::fresh(r, None).without_refresh();
+        let key = StateKey::from_bytes([3; 16]);
+        ctx.seal(key, 1, 1, &"v").unwrap();
+        clock.advance(100);
+        assert!(ctx.refresh().is_empty());
+        assert_eq!(ctx.budget().entries, 1, "still counted for the budget");
     }
 
     #[test]

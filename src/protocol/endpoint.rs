@@ -115,6 +115,11 @@ impl Endpoint {
             Some(salt) => RecoveryContext::new(self.recovery.clone(), salt.clone(), subject),
             None => RecoveryContext::fresh(self.recovery.clone(), subject),
         };
+        let context = if self.refresh {
+            context
+        } else {
+            context.without_refresh()
+        };
         if self.require_subject {
             context.require_subject()
         } else {
@@ -278,9 +283,8 @@ impl Endpoint {
             .registry
             .as_ref()
             .map_or(0, |r| r.report_unclaimed(&restored));
-        if self.refresh {
-            pending.splice(0..0, context.refresh().into_iter().map(Into::into));
-        }
+        // The context knows whether this endpoint refreshes (and then returns nothing).
+        pending.splice(0..0, context.refresh().into_iter().map(Into::into));
         tracing::debug!(
             target: "state_recovery",
             accepted = restored.len(),
