@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # First render after a reconnect: socket open -> the last message of the first render, against
-# one release-built demo worker on loopback, with a same-run baseline (examples/first_render.rs).
+# one release-built demo worker on loopback, with a same-run baseline (bench/examples/first_render.rs).
 #
 #   scripts/bench-first-render.sh [RUNS]     (default 300)
 #
@@ -13,7 +13,8 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
   echo "bench-first-render: port $port is in use; set PORT" >&2
   exit 2
 fi
-cargo build --quiet --release --example demo --example first_render
+cargo build --quiet --release --example demo
+cargo build --quiet --release -p state-recovery-bench --example first_render
 dir=$(mktemp -d /tmp/state-recovery-first-render.XXXXXX)
 keys="bench:$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
 STATE_RECOVERY_KEYS=$keys PORT=$port WORKER_ID=bench RUST_LOG=warn \

@@ -19,7 +19,7 @@ OUT=${OUT:-target/bench-load}
 PHASES=${PHASES:-"throughput latency"} # either or both
 mkdir -p "$OUT"
 
-cargo build --release --example loadgen
+cargo build --release -p state-recovery-bench --example loadgen
 BIN=target/release/examples/loadgen
 NICE="nice -n -10"
 $NICE true 2>/dev/null || NICE=""

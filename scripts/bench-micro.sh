@@ -22,12 +22,12 @@ if [[ -n ${QUICK:-} ]]; then
   RATIOS=(quick)
 fi
 
-cargo bench --no-run
-cargo build --release --example wire_size --example bundle_memory
+cargo bench -p state-recovery-bench --no-run
+cargo build --release -p state-recovery-bench --example wire_size --example bundle_memory
 bench() { # name, args...
   local name=$1; shift
   local exe
-  exe=$(cargo bench --no-run --message-format=json --bench "$name" 2>/dev/null |
+  exe=$(cargo bench -p state-recovery-bench --no-run --message-format=json --bench "$name" 2>/dev/null |
     grep -o '"executable":"[^"]*"' | tail -1 | cut -d'"' -f4)
   $PIN "$exe" --bench "$@"
 }

@@ -57,7 +57,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use state_recovery::protocol::Drain;
 use state_recovery::{Outcome, Recovered, RecoverySession, RecoverySocket, StateRecoveryLayer};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use components::{Change, Component, Counter, Todos, Wizard};
 use slots::{Slots, Store};
@@ -106,11 +108,15 @@ fn allow_kill() -> Result<bool, String> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
+    // RUST_LOG as `Targets` directives (`info`, `state_recovery=debug,info`): the demo does
+    // not build tracing-subscriber's regex-based EnvFilter.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|s| s.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
         .init();
 
     let mut builder = keys::builder()?;

@@ -1,5 +1,5 @@
 //! Wire size: token length against payload length, for the key id lengths an operator might
-//! pick. Prints a Markdown table; `cargo run --release --example wire_size`.
+//! pick. Prints a Markdown table; `cargo run --release -p state-recovery-bench --example wire_size`.
 #![allow(
     clippy::unwrap_used,
     clippy::print_stdout,

@@ -4,7 +4,7 @@
 //! `State-Recovery` header or in the JSON body. The loopback load test
 //! (`scripts/bench-load.sh`) measures the same apps over TCP.
 //!
-//! After criterion, an interleaved pass (as in `benches/ratios.rs`) prints the per-request
+//! After criterion, an interleaved pass (as in `bench/benches/ratios.rs`) prints the per-request
 //! cost of each variant against the bare app, measured in alternating batches.
 #![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
 

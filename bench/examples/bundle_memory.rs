@@ -1,5 +1,5 @@
 //! Peak heap while opening reconnect bundles, measured with a counting global allocator
-//! (peak_alloc). `cargo run --release --example bundle_memory`.
+//! (peak_alloc). `cargo run --release -p state-recovery-bench --example bundle_memory`.
 #![allow(
     clippy::unwrap_used,
     clippy::print_stdout,

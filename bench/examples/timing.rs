@@ -1,9 +1,9 @@
 //! Timing evidence for `Recovery::open` with dudect (Welch's t-test on two input classes).
 //!
 //! ```text
-//! cargo run --release --example timing            # every comparison
-//! cargo run --release --example timing -- --filter last
-//! TIMING_SAMPLES=200000 cargo run --release --example timing   # a quicker look
+//! cargo run --release -p state-recovery-bench --example timing            # every comparison
+//! cargo run --release -p state-recovery-bench --example timing -- --filter last
+//! TIMING_SAMPLES=200000 cargo run --release -p state-recovery-bench --example timing   # a quicker look
 //! ```
 //!
 //! Each comparison times `open` on `TIMING_SAMPLES` inputs per class (default 1,000,000),

@@ -2,7 +2,7 @@
 //! baseline alternate, ABBA, for many rounds), so a neighbour's compile that slows one batch
 //! slows its partner too. Prints a Markdown table of medians and the median per-round ratio.
 //!
-//! `cargo bench --bench ratios` (add `-- quick` for fewer rounds).
+//! `cargo bench -p state-recovery-bench --bench ratios` (add `-- quick` for fewer rounds).
 #![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
 #![allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
 

@@ -4,7 +4,7 @@
 //! open → first reply). Run by `scripts/bench-first-render.sh`.
 //!
 //! ```text
-//! cargo run --release --example first_render -- ws://127.0.0.1:3951/ws [RUNS]
+//! cargo run --release -p state-recovery-bench --example first_render -- ws://127.0.0.1:3951/ws [RUNS]
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 #![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
