@@ -563,10 +563,10 @@ fn invalid_vectors() -> Vec<Vector> {
     ));
     out.push(invalid(
         "011_unsupported_version",
-        "the format version byte set to 2",
+        "the format version byte set to 3 (1 is signed, 2 encrypted)",
         &base,
         same(),
-        edit(&|b| b[0] = 2),
+        edit(&|b| b[0] = 3),
     ));
     let candidates = |from: u64| {
         (from..).map(|rev| Seal {
@@ -720,6 +720,14 @@ fn invalid_vectors() -> Vec<Vector> {
             ..Open::like(&named)
         },
         named.token(),
+    ));
+    out.push(invalid(
+        "025_signed_relabelled_encrypted",
+        "a signed token with its version byte set to 2 (the token 0.1's 011 recorded): read as \
+         an encrypted layout, it fails the AEAD",
+        &base,
+        same(),
+        edit(&|b| b[0] = 2),
     ));
     out
 }

@@ -79,6 +79,34 @@ pub fn recovery(
         .expect("fixture recovery is valid")
 }
 
+/// Seals an encrypted entry with a **fixed nonce**, for golden vectors and known-answer
+/// tests only: the output is deterministic, so `examples/gen_vectors.rs` writes the same
+/// bytes every time. Never use it for real state: two entries sealed with one nonce under one
+/// (pepper, step) key reveal the XOR of their payloads and let the Poly1305 key be recovered.
+/// No public sealing path (`Recovery::seal`, `seal_with`, `RecoveryContext`, `Slot`, the CLI)
+/// can reach it; they all draw the nonce from the OS CSPRNG.
+///
+/// # Errors
+/// As [`Recovery::seal`].
+pub fn seal_encrypted_with_fixed_nonce<T: serde::Serialize + ?Sized>(
+    recovery: &Recovery,
+    nonce: [u8; 24],
+    scope: &Scope<'_>,
+    key: crate::StateKey,
+    revision: u64,
+    schema: u32,
+    value: &T,
+) -> Result<crate::Token, crate::SealError> {
+    recovery.seal_encrypted(
+        scope,
+        key,
+        revision,
+        schema,
+        value,
+        crate::seal::Nonce::Fixed(nonce),
+    )
+}
+
 /// Limits small enough that inputs a little over a few KiB exercise every `too-large` path.
 #[must_use]
 pub fn small_limits() -> Limits {
@@ -97,14 +125,28 @@ fn reencode(bytes: &[u8]) -> Result<String, Reason> {
     let mut out = Vec::new();
     token::write_header(
         &mut out,
+        p.kind(),
         &KeyId::new(id).expect("a parsed key id is valid"),
         p.step,
         &crate::StateKey::from_bytes(*p.state_key),
         p.revision,
         p.schema,
     );
-    out.extend_from_slice(p.payload);
-    out.extend_from_slice(p.tag);
+    match p.body {
+        token::Body::Signed { payload, tag } => {
+            out.extend_from_slice(payload);
+            out.extend_from_slice(tag);
+        }
+        token::Body::Encrypted {
+            nonce,
+            ciphertext,
+            tag,
+        } => {
+            out.extend_from_slice(nonce);
+            out.extend_from_slice(ciphertext);
+            out.extend_from_slice(tag);
+        }
+    }
     assert_eq!(out, bytes, "layout does not re-encode to the same bytes");
     Ok(token::encode(&out))
 }
@@ -136,11 +178,24 @@ pub fn decode_token(data: &[u8]) {
             assert_eq!(again, text);
             let i = inspected.expect("parsed token inspects");
             assert!(!i.verified);
-            assert_eq!(i.version, token::FORMAT_VERSION);
-            assert_eq!(i.payload_len, i.payload.len());
-            assert_eq!(i.tag.len(), 64);
+            assert_eq!(Some(i.kind), crate::EntryKind::from_version(i.version));
+            assert_eq!(Some(&i.version), bytes.first());
+            match i.kind {
+                crate::EntryKind::Signed => {
+                    assert_eq!(i.payload_len, i.payload.len());
+                    assert_eq!(i.tag.len(), 64);
+                    assert_eq!(i.nonce, None);
+                }
+                _ => {
+                    // Only the header: nothing of the ciphertext is shown.
+                    assert!(i.payload.is_empty());
+                    assert!(i.payload_len >= 1);
+                    assert_eq!(i.tag.len(), 32);
+                    assert_eq!(i.nonce.as_ref().map(String::len), Some(48));
+                }
+            }
             assert_eq!(
-                token::overhead(i.key_id.len()).checked_add(i.payload_len),
+                token::overhead_for(i.kind, i.key_id.len()).checked_add(i.payload_len),
                 Some(bytes.len())
             );
         }

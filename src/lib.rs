@@ -56,6 +56,7 @@
 //! | `axum` | yes | the axum/tower layer and extractors; rejection reasons go to `tracing` |
 //! | `cli` | no | the `state-recovery` binary |
 
+mod aead;
 pub mod bundle;
 mod clock;
 mod error;
@@ -99,4 +100,4 @@ pub use recovery::{Limits, Recovery, RecoveryBuilder, Scope};
 pub use registry::Registry;
 pub use secret::{KeyId, KeyRing, Pepper, Salt};
 pub use slot::{Fresh, Outcome, Slot, SlotBuilder, Source};
-pub use token::{inspect, Inspected, Token};
+pub use token::{inspect, EntryKind, Inspected, Token};
