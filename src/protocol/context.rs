@@ -167,8 +167,9 @@ impl RecoveryContext {
     }
 
     /// Seals `value` as the entry for `key` at revision `rev`, with the app's `schema`
-    /// version, for this client's salt and subject, and records `rev` as seen and the entry as
-    /// held by the client.
+    /// version, for this client's salt and subject, as the kind the recovery seals
+    /// ([`Recovery::entry_kind`]), and records `rev` as seen and the entry as held by the
+    /// client.
     ///
     /// # Errors
     /// [`SealError`] if the value does not serialize or is over a limit, and
@@ -184,8 +185,27 @@ impl RecoveryContext {
         schema: u32,
         value: &T,
     ) -> Result<StateUpdate, SealError> {
+        self.seal_with(self.recovery.entry_kind(), key, rev, schema, value)
+    }
+
+    /// [`seal`](Self::seal) as the given kind ([`Recovery::seal_with`]): what
+    /// [`Slot::seal`](crate::Slot::seal) calls for a slot declared
+    /// [`encrypted`](crate::SlotBuilder::encrypted). The budget counts the token as sealed.
+    ///
+    /// # Errors
+    /// As [`seal`](Self::seal).
+    pub fn seal_with<T: Serialize + ?Sized>(
+        &self,
+        kind: EntryKind,
+        key: StateKey,
+        rev: u64,
+        schema: u32,
+        value: &T,
+    ) -> Result<StateUpdate, SealError> {
         self.check_subject()?;
-        let token = self.recovery.seal(&self.scope(), key, rev, schema, value)?;
+        let token = self
+            .recovery
+            .seal_with(kind, &self.scope(), key, rev, schema, value)?;
         let step = self.current_step();
         let mut table = self.table();
         Self::check_budget(&table, &self.recovery, key, token.as_str().len())?;
