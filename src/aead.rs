@@ -147,19 +147,26 @@ impl PlainBuf {
     }
 
     /// Makes room for `additional` more bytes, moving to a larger allocation by copying and
-    /// wiping the old one.
+    /// wiping the old one. Only `[0, len)` is wiped: bytes are only ever written there (by
+    /// appending, or in place), so the spare capacity never held any.
+    #[inline]
     fn reserve(&mut self, additional: usize) {
         let needed = self.0.len().saturating_add(additional);
-        if needed <= self.0.capacity() {
-            return;
+        if needed > self.0.capacity() {
+            self.grow(needed);
         }
+    }
+
+    #[cold]
+    fn grow(&mut self, needed: usize) {
         let mut bigger = Vec::with_capacity(needed.max(self.0.capacity().saturating_mul(2)));
         bigger.extend_from_slice(&self.0);
-        self.0.zeroize();
+        self.0.as_mut_slice().zeroize();
         self.0 = bigger;
     }
 
     /// Appends `bytes`.
+    #[inline]
     pub(crate) fn extend_from_slice(&mut self, bytes: &[u8]) {
         self.reserve(bytes.len());
         self.0.extend_from_slice(bytes);
@@ -167,7 +174,8 @@ impl PlainBuf {
 
     /// Wipes the contents and empties it, keeping the allocation for the next use.
     pub(crate) fn wipe(&mut self) {
-        self.0.zeroize();
+        self.0.as_mut_slice().zeroize();
+        self.0.clear();
     }
 
     pub(crate) fn as_slice(&self) -> &[u8] {
@@ -189,11 +197,13 @@ impl PlainBuf {
 }
 
 impl std::io::Write for PlainBuf {
+    #[inline]
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.extend_from_slice(buf);
         Ok(buf.len())
     }
 
+    #[inline]
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
         self.extend_from_slice(buf);
         Ok(())
@@ -206,7 +216,8 @@ impl std::io::Write for PlainBuf {
 
 impl Drop for PlainBuf {
     fn drop(&mut self) {
-        // `Vec::zeroize` writes zeros over the whole allocation, spare capacity included.
+        // `Vec::zeroize` writes zeros over the whole allocation, spare capacity included
+        // (more than `wipe`, which relies on the spare capacity never holding data).
         self.0.zeroize();
     }
 }

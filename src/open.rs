@@ -251,7 +251,10 @@ impl Recovery {
                 ciphertext,
                 tag,
             } => {
-                batch.plain.wipe();
+                // Empty (and wiped) here: `open_parts` wipes it after every entry.
+                if batch.plain.len() != 0 {
+                    batch.plain.wipe();
+                }
                 batch.plain.extend_from_slice(ciphertext);
                 let authentic =
                     step_key
