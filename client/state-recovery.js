@@ -7,8 +7,8 @@
 //   live.send({ type: "event", name: "inc" });
 //
 // The stash (salt + newest token per state key, and the server's limits) lives in
-// sessionStorage: one tab, one stash. Tokens are signed, not encrypted: the server never puts
-// secrets in them. The server's `recovered` message announces its limits; the client keeps
+// sessionStorage: one tab, one stash. Tokens are opaque here (signed, or encrypted when the
+// server chooses to); the client never reads them. The server's `recovered` message announces its limits; the client keeps
 // within them (and within its own, smaller local caps): it never sends a recover message the
 // server would refuse whole. Every entry it drops or refuses is reported to `onDropped`.
 // A close with code 1012 (the worker drains) reconnects at once, without backoff.

@@ -10,6 +10,11 @@
 //! every token held by every client, so it needs a new format version, not new vectors.
 //!
 //! `tests/it/vectors.rs` includes this file to check exactly that, without writing anything.
+//!
+//! Encrypted entries (format version 2) draw a random nonce when an application seals them;
+//! here each is sealed with a fixed nonce through the hidden test hook
+//! `state_recovery::fuzzing::seal_encrypted_with_fixed_nonce`, recorded in the vector, and a
+//! different one for every vector (never one nonce for two payloads under one key).
 
 #![allow(
     clippy::unwrap_used,
@@ -43,6 +48,15 @@ const UNICODE: &str =
 /// Bytes `first..first + 32`: the golden pepper is 0x01..=0x20.
 fn bytes32(first: u8) -> [u8; 32] {
     std::array::from_fn(|i| first + i as u8)
+}
+
+/// The nonce of an encrypted vector: bytes `first..first + 24`.
+fn nonce_bytes(first: u8) -> [u8; 24] {
+    std::array::from_fn(|i| first.wrapping_add(i as u8))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn salt_bytes(first: u8) -> [u8; 16] {
@@ -104,6 +118,10 @@ pub(crate) struct Vector {
     now: u64,
     /// Opened with `open_at` this location when set, with `open` otherwise.
     location: Option<String>,
+    /// The nonce an encrypted token was sealed with, as hex (absent for signed tokens, so
+    /// the files of format 1 are unchanged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<String>,
     token: String,
     expected: Expected,
 }
@@ -122,6 +140,8 @@ struct Seal {
     rev: u64,
     schema: u32,
     value: Value,
+    /// `Some`: an encrypted entry sealed with this nonce; `None`: a signed entry.
+    nonce: Option<[u8; 24]>,
 }
 
 impl Seal {
@@ -138,6 +158,15 @@ impl Seal {
             rev: 0,
             schema: 1,
             value,
+            nonce: None,
+        }
+    }
+
+    /// The same, encrypted with the nonce `nonce_bytes(first)`.
+    fn encrypted(self, first: u8) -> Self {
+        Self {
+            nonce: Some(nonce_bytes(first)),
+            ..self
         }
     }
 
@@ -156,9 +185,20 @@ impl Seal {
         let salt = Salt::from_bytes(self.salt);
         let scope = Scope::new(&salt).with_optional_subject(self.subject);
         let key = r.state_key(&self.location.parse::<Location>().unwrap());
-        r.seal(&scope, key, self.rev, self.schema, &self.value)
-            .unwrap()
-            .into_string()
+        match self.nonce {
+            None => r.seal(&scope, key, self.rev, self.schema, &self.value),
+            Some(nonce) => state_recovery::fuzzing::seal_encrypted_with_fixed_nonce(
+                &r,
+                nonce,
+                &scope,
+                key,
+                self.rev,
+                self.schema,
+                &self.value,
+            ),
+        }
+        .unwrap()
+        .into_string()
     }
 }
 
@@ -252,6 +292,7 @@ fn vector(name: &str, description: &str, seal: &Seal, open: Open, token: String)
         sealed_at: seal.at,
         now: NOW,
         location: open.location.map(Into::into),
+        nonce: seal.nonce.map(|n| hex(&n)),
         token,
         expected,
     }
@@ -400,6 +441,57 @@ fn valid_vectors() -> Vec<Vector> {
                 ..base(json!("hidden"))
             },
         ),
+        // Format version 2: encrypted entries (added in 0.3).
+        valid(
+            "20_encrypted",
+            "an encrypted entry (format version 2), nonce 0x30..=0x47",
+            base(json!({"count": 41})).encrypted(0x30),
+        ),
+        valid(
+            "21_encrypted_subject",
+            "an encrypted entry bound to subject user-42, revision 7, schema 2",
+            Seal {
+                subject: Some(SUBJECT),
+                rev: 7,
+                schema: 2,
+                ..base(json!({"count": 41}))
+            }
+            .encrypted(0x50),
+        ),
+        valid(
+            "22_encrypted_unicode",
+            "an encrypted entry whose payload has non-ASCII, an astral character, escapes",
+            base(json!(UNICODE)).encrypted(0x70),
+        ),
+        valid(
+            "23_encrypted_one_byte",
+            "an encrypted entry with a one-byte payload (the shortest ciphertext)",
+            base(json!(7)).encrypted(0x90),
+        ),
+        valid(
+            "24_encrypted_previous_step",
+            "an encrypted entry sealed one step before now (the entry key of that step)",
+            Seal {
+                at: NOW - STEP,
+                ..base(json!(1))
+            }
+            .encrypted(0xB0),
+        ),
+        valid_opened_by(
+            "25_encrypted_rotated_ring",
+            "an encrypted entry sealed under `golden`, opened by the ring `next,golden`",
+            base(json!("old key")).encrypted(0xD0),
+            vec![key("next", 0x41), golden()],
+        ),
+        valid(
+            "26_encrypted_named_key",
+            "an encrypted entry under a named location with an instance path",
+            Seal {
+                location: "golden::app@draft#row/3",
+                ..base(json!({"text": "draft"}))
+            }
+            .encrypted(0xF0),
+        ),
     ]
 }
 
@@ -417,6 +509,7 @@ struct Layout {
     step: usize,
     rev: usize,
     schema: usize,
+    /// Where a signed entry's payload, or an encrypted entry's nonce, starts.
     payload: usize,
 }
 
@@ -429,6 +522,10 @@ fn layout(bytes: &[u8]) -> Layout {
         payload: id_end + 8 + 16 + 8 + 4,
     }
 }
+
+/// Length of an encrypted entry's nonce and tag.
+const NONCE_LEN: usize = 24;
+const AEAD_TAG_LEN: usize = 16;
 
 /// The first of `candidates`, sealed, whose token text satisfies `ok`.
 fn first_token(
@@ -563,10 +660,10 @@ fn invalid_vectors() -> Vec<Vector> {
     ));
     out.push(invalid(
         "011_unsupported_version",
-        "the format version byte set to 2",
+        "the format version byte set to 3 (1 is signed, 2 encrypted)",
         &base,
         same(),
-        edit(&|b| b[0] = 2),
+        edit(&|b| b[0] = 3),
     ));
     let candidates = |from: u64| {
         (from..).map(|rev| Seal {
@@ -720,6 +817,217 @@ fn invalid_vectors() -> Vec<Vector> {
             ..Open::like(&named)
         },
         named.token(),
+    ));
+    out.push(invalid(
+        "025_signed_relabelled_encrypted",
+        "a signed token with its version byte set to 2 (the token 0.1's 011 recorded): read as \
+         an encrypted layout, it fails the AEAD",
+        &base,
+        same(),
+        edit(&|b| b[0] = 2),
+    ));
+    out.extend(encrypted_invalid_vectors());
+    out
+}
+
+/// Attacks on encrypted entries (format version 2): the same fields are bound as in a
+/// signed entry, so the same attacks fail the same way, plus the nonce, the ciphertext and
+/// the kind.
+fn encrypted_invalid_vectors() -> Vec<Vector> {
+    let base = Seal::new(json!({"count": 41})).encrypted(0x30);
+    let good = base.token();
+    let same = || Open::like(&base);
+    let edit = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = decode(&good);
+        f(&mut b);
+        encode(&b)
+    };
+    let mut out = Vec::new();
+    out.push(invalid(
+        "026_encrypted_flipped_tag_bit",
+        "encrypted: the lowest bit of the Poly1305 tag's last byte flipped",
+        &base,
+        same(),
+        edit(&|b| *b.last_mut().unwrap() ^= 1),
+    ));
+    out.push(invalid(
+        "027_encrypted_flipped_ciphertext_bit",
+        "encrypted: one bit of the ciphertext's first byte flipped (a malleable stream cipher \
+         without the tag would turn it into a payload bit)",
+        &base,
+        same(),
+        edit(&|b| {
+            let at = layout(b).payload + NONCE_LEN;
+            b[at] ^= 0x01;
+        }),
+    ));
+    out.push(invalid(
+        "028_encrypted_flipped_nonce_bit",
+        "encrypted: one bit of the nonce flipped",
+        &base,
+        same(),
+        edit(&|b| {
+            let at = layout(b).payload;
+            b[at] ^= 0x80;
+        }),
+    ));
+    out.push(invalid(
+        "029_encrypted_revision_rolled_back",
+        "encrypted: the revision field (associated data) rewritten 0 → 1",
+        &base,
+        same(),
+        edit(&|b| {
+            let at = layout(b).rev;
+            b[at..at + 8].copy_from_slice(&1u64.to_be_bytes());
+        }),
+    ));
+    out.push(invalid(
+        "030_encrypted_step_moved",
+        "encrypted: the time step moved one step back (another step's entry key)",
+        &base,
+        same(),
+        edit(&|b| {
+            let at = layout(b).step;
+            b[at..at + 8].copy_from_slice(&(NOW / STEP - 1).to_be_bytes());
+        }),
+    ));
+    out.push(invalid(
+        "031_encrypted_other_salt",
+        "encrypted: authentic, but opened under another salt",
+        &base,
+        Open {
+            salt: salt_bytes(0x20),
+            ..same()
+        },
+        good.clone(),
+    ));
+    let alice = Seal {
+        subject: Some("alice"),
+        ..base.clone()
+    }
+    .encrypted(0x38);
+    out.push(invalid(
+        "032_encrypted_other_subject",
+        "encrypted: sealed for subject alice, opened for mallory under the same salt",
+        &alice,
+        Open {
+            subject: Some("mallory"),
+            ..Open::like(&alice)
+        },
+        alice.token(),
+    ));
+    out.push(invalid(
+        "033_encrypted_subject_dropped",
+        "encrypted: sealed for subject alice, opened with no subject",
+        &alice,
+        Open {
+            subject: None,
+            ..Open::like(&alice)
+        },
+        alice.token(),
+    ));
+    let other_app = Seal {
+        namespace: "golden-other",
+        ..base.clone()
+    }
+    .encrypted(0x40);
+    out.push(invalid(
+        "034_encrypted_other_namespace",
+        "encrypted: sealed by another application (namespace `golden-other`) sharing the ring",
+        &other_app,
+        Open {
+            location: None,
+            ..same()
+        },
+        other_app.token(),
+    ));
+    out.push(invalid(
+        "035_encrypted_key_id_swapped",
+        "encrypted: key id rewritten to `second`, another key of the ring",
+        &base,
+        Open {
+            keys: vec![golden(), key("second", 0x81)],
+            ..same()
+        },
+        edit(&|b| b[2..8].copy_from_slice(b"second")),
+    ));
+    out.push(invalid(
+        "036_encrypted_moved_location",
+        "encrypted: authentic, opened for another location (after the AEAD check)",
+        &base,
+        Open {
+            location: Some(OTHER_LOC),
+            ..same()
+        },
+        good.clone(),
+    ));
+    let old = Seal {
+        at: NOW - 2 * STEP,
+        ..base.clone()
+    }
+    .encrypted(0x48);
+    out.push(invalid(
+        "037_encrypted_expired",
+        "encrypted: sealed two steps before now (skew 1)",
+        &old,
+        same(),
+        old.token(),
+    ));
+    let future = Seal {
+        at: NOW + 2 * STEP,
+        ..base.clone()
+    }
+    .encrypted(0x58);
+    out.push(invalid(
+        "038_encrypted_not_yet_valid",
+        "encrypted: sealed two steps after now (skew 1)",
+        &future,
+        same(),
+        future.token(),
+    ));
+    let retired = Seal {
+        keys: vec![key("retired", 0x21)],
+        ..base.clone()
+    }
+    .encrypted(0x60);
+    out.push(invalid(
+        "039_encrypted_unknown_key",
+        "encrypted: sealed under key `retired`, which the ring no longer holds",
+        &retired,
+        same(),
+        retired.token(),
+    ));
+    out.push(invalid(
+        "040_encrypted_truncated",
+        "encrypted: header, nonce and tag with no ciphertext (shorter than nonce + 1 + tag)",
+        &base,
+        same(),
+        edit(&|b| {
+            let at = layout(b).payload + NONCE_LEN;
+            let tag = b[b.len() - AEAD_TAG_LEN..].to_vec();
+            b.truncate(at);
+            b.extend_from_slice(&tag);
+        }),
+    ));
+    out.push(invalid(
+        "041_encrypted_relabelled_signed",
+        "encrypted: the version byte set to 1 (read as a signed layout, it fails the MAC)",
+        &base,
+        same(),
+        edit(&|b| b[0] = 1),
+    ));
+    let nested = (0..65).fold(json!(0), |v, _| json!([v]));
+    let deep = Seal {
+        limits: Limits::default().with_max_depth(128),
+        ..Seal::new(nested)
+    }
+    .encrypted(0x68);
+    out.push(invalid(
+        "042_encrypted_too_deep_json",
+        "encrypted: authentic, with a payload nested 65 deep (checked after decryption)",
+        &deep,
+        Open::like(&deep),
+        deep.token(),
     ));
     out
 }

@@ -34,6 +34,7 @@ bench() { # name, args...
 
 lscpu | grep -E "Model name|^CPU\(s\)|Thread|Hypervisor" | tee "$OUT/machine.txt"
 bench ratios "${RATIOS[@]}" | tee "$OUT/ratios.txt"
+bench aead "${RATIOS[@]}" | tee "$OUT/aead.txt"
 for b in entry peers bundle layer; do
   bench "$b" "${CRIT[@]}" >"$OUT/$b.log" 2>&1
 done

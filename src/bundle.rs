@@ -83,6 +83,7 @@ impl Restored {
             schema: e.schema,
             step: e.step,
             primary: e.primary,
+            kind: e.kind,
             value,
         }))
     }

@@ -349,6 +349,10 @@ pub enum SealError {
     /// none: nothing is sealed, so no state is ever bound to "anonymous" by mistake.
     #[error("no authenticated subject, and this context seals only for one")]
     NoSubject,
+    /// The operating system's random source failed to give an encrypted entry its nonce:
+    /// nothing is sealed (there is no fallback to a counter or a weaker source).
+    #[error("the operating system's random source failed")]
+    Randomness,
 }
 
 #[cfg(test)]

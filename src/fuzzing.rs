@@ -7,10 +7,10 @@
 //!
 //! | target | entry | property |
 //! |---|---|---|
-//! | `decode_token` | [`decode_token`] | total decoding; what decodes re-encodes to the same text |
-//! | `open_untrusted` | [`open_untrusted`] | no token or bundle opens by chance; bounded work |
-//! | `seal_open_roundtrip` | [`seal_open_roundtrip`] | open(seal(x)) = x, bound to location and scope |
-//! | `model` | `model` | operation sequences against a model that predicts every outcome |
+//! | `decode_token` | [`decode_token`] | total decoding of both formats; what decodes re-encodes to the same text |
+//! | `open_untrusted` | [`open_untrusted`] | no token or bundle opens by chance, also behind a valid signed or encrypted header; bounded work |
+//! | `seal_open_roundtrip` | [`seal_open_roundtrip`] | open(seal(x)) = x for both kinds, bound to location and scope |
+//! | `model` | `model` | operation sequences (signed and encrypted seals) against a model that predicts every outcome |
 //! | `client_input` | `client_input` (feature `axum`) | untrusted form input: bounded, total |
 //! | `manifest` | [`manifest`] | key manifests and location texts: total; what parses re-parses the same |
 // Fuzz entry points report a broken property by panicking; that is their purpose.
@@ -79,6 +79,34 @@ pub fn recovery(
         .expect("fixture recovery is valid")
 }
 
+/// Seals an encrypted entry with a **fixed nonce**, for golden vectors and known-answer
+/// tests only: the output is deterministic, so `examples/gen_vectors.rs` writes the same
+/// bytes every time. Never use it for real state: two entries sealed with one nonce under one
+/// (pepper, step) key reveal the XOR of their payloads and let the Poly1305 key be recovered.
+/// No public sealing path (`Recovery::seal`, `seal_with`, `RecoveryContext`, `Slot`, the CLI)
+/// can reach it; they all draw the nonce from the OS CSPRNG.
+///
+/// # Errors
+/// As [`Recovery::seal`].
+pub fn seal_encrypted_with_fixed_nonce<T: serde::Serialize + ?Sized>(
+    recovery: &Recovery,
+    nonce: [u8; 24],
+    scope: &Scope<'_>,
+    key: crate::StateKey,
+    revision: u64,
+    schema: u32,
+    value: &T,
+) -> Result<crate::Token, crate::SealError> {
+    recovery.seal_encrypted(
+        scope,
+        key,
+        revision,
+        schema,
+        value,
+        crate::seal::Nonce::Fixed(nonce),
+    )
+}
+
 /// Limits small enough that inputs a little over a few KiB exercise every `too-large` path.
 #[must_use]
 pub fn small_limits() -> Limits {
@@ -97,14 +125,28 @@ fn reencode(bytes: &[u8]) -> Result<String, Reason> {
     let mut out = Vec::new();
     token::write_header(
         &mut out,
+        p.kind(),
         &KeyId::new(id).expect("a parsed key id is valid"),
         p.step,
         &crate::StateKey::from_bytes(*p.state_key),
         p.revision,
         p.schema,
     );
-    out.extend_from_slice(p.payload);
-    out.extend_from_slice(p.tag);
+    match p.body {
+        token::Body::Signed { payload, tag } => {
+            out.extend_from_slice(payload);
+            out.extend_from_slice(tag);
+        }
+        token::Body::Encrypted {
+            nonce,
+            ciphertext,
+            tag,
+        } => {
+            out.extend_from_slice(nonce);
+            out.extend_from_slice(ciphertext);
+            out.extend_from_slice(tag);
+        }
+    }
     assert_eq!(out, bytes, "layout does not re-encode to the same bytes");
     Ok(token::encode(&out))
 }
@@ -136,11 +178,24 @@ pub fn decode_token(data: &[u8]) {
             assert_eq!(again, text);
             let i = inspected.expect("parsed token inspects");
             assert!(!i.verified);
-            assert_eq!(i.version, token::FORMAT_VERSION);
-            assert_eq!(i.payload_len, i.payload.len());
-            assert_eq!(i.tag.len(), 64);
+            assert_eq!(Some(i.kind), crate::EntryKind::from_version(i.version));
+            assert_eq!(Some(&i.version), bytes.first());
+            match i.kind {
+                crate::EntryKind::Signed => {
+                    assert_eq!(i.payload_len, i.payload.len());
+                    assert_eq!(i.tag.len(), 64);
+                    assert_eq!(i.nonce, None);
+                }
+                _ => {
+                    // Only the header: nothing of the ciphertext is shown.
+                    assert!(i.payload.is_empty());
+                    assert!(i.payload_len >= 1);
+                    assert_eq!(i.tag.len(), 32);
+                    assert_eq!(i.nonce.as_ref().map(String::len), Some(48));
+                }
+            }
             assert_eq!(
-                token::overhead(i.key_id.len()).checked_add(i.payload_len),
+                token::overhead_for(i.kind, i.key_id.len()).checked_add(i.payload_len),
                 Some(bytes.len())
             );
         }
@@ -156,18 +211,51 @@ pub fn decode_token(data: &[u8]) {
 
 /// Arbitrary bytes as a token and as a reconnect bundle, under default and small limits: nothing
 /// opens (a valid tag is never found by chance), nothing panics, and every rejection has a
-/// reason that can come before the MAC check.
+/// reason that can come before the MAC check. The same bytes are also put behind a
+/// well-formed header of each kind (a key of the ring, the current step), so they reach the
+/// HMAC of a signed entry and the AEAD of an encrypted one: nothing passes either.
 pub fn open_untrusted(data: &[u8]) {
     let clock = Arc::new(ManualClock::new(NOW));
+    let salt = Salt::from_bytes([7; 16]);
+    let scopes = [Scope::new(&salt), Scope::new(&salt).with_subject("u")];
     for limits in [Limits::default(), small_limits()] {
         let r = recovery(&[1, 2], clock.clone(), OtpSettings::default(), limits);
         if let Ok(text) = std::str::from_utf8(data) {
-            let salt = Salt::from_bytes([7; 16]);
-            for scope in [Scope::new(&salt), Scope::new(&salt).with_subject("u")] {
+            for scope in &scopes {
                 let err = r
-                    .open::<Value>(&scope, text)
+                    .open::<Value>(scope, text)
                     .expect_err("arbitrary token opened");
                 assert_pre_mac(err.reason());
+            }
+        }
+        let step = OtpSettings::default().step_at(NOW);
+        for kind in [crate::EntryKind::Signed, crate::EntryKind::Encrypted] {
+            let mut bytes = Vec::new();
+            let key = crate::StateKey::from_bytes([9; 16]);
+            token::write_header(&mut bytes, kind, &key_id(2), step, &key, 1, 1);
+            bytes.extend_from_slice(data);
+            let text = token::encode(&bytes);
+            for scope in &scopes {
+                let reason = r
+                    .open::<Value>(scope, &text)
+                    .expect_err("arbitrary bytes behind a valid header opened")
+                    .reason();
+                assert!(
+                    matches!(
+                        reason,
+                        Reason::BadSignature | Reason::Malformed | Reason::TooLarge
+                    ),
+                    "{kind:?}: {reason}"
+                );
+                // Too short for the layout is malformed; long enough is the tag's verdict.
+                let fits = text.len() <= limits.max_token_bytes();
+                let room = bytes.len() > token::overhead_for(kind, 2);
+                let want = match (fits, room) {
+                    (false, _) => Reason::TooLarge,
+                    (true, false) => Reason::Malformed,
+                    (true, true) => Reason::BadSignature,
+                };
+                assert_eq!(reason, want, "{kind:?}");
             }
         }
         for subject in [None, Some("u")] {
@@ -340,10 +428,17 @@ pub struct RoundTrip {
     pub offset: u32,
 }
 
-/// Seal then open returns the same value, key, revision and schema; the token inspects to the
-/// same fields; opened at another location it is `wrong-location`; under another salt or
+/// Seal then open returns the same value, key, revision and schema, for a signed and an
+/// encrypted entry alike; the token inspects to the same fields (an encrypted one to its
+/// header only); opened at another location it is `wrong-location`; under another salt or
 /// subject it is `bad-signature`.
 pub fn seal_open_roundtrip(input: &RoundTrip) {
+    for kind in [crate::EntryKind::Signed, crate::EntryKind::Encrypted] {
+        roundtrip_as(input, kind);
+    }
+}
+
+fn roundtrip_as(input: &RoundTrip, kind: crate::EntryKind) {
     let clock = Arc::new(ManualClock::new(
         NOW.saturating_add(u64::from(input.offset)),
     ));
@@ -357,7 +452,7 @@ pub fn seal_open_roundtrip(input: &RoundTrip) {
     let scope = Scope::new(&salt).with_optional_subject(input.subject.as_deref());
     let value = input.value.to_value();
 
-    let token = match r.seal(&scope, key, input.revision, input.schema, &value) {
+    let token = match r.seal_with(kind, &scope, key, input.revision, input.schema, &value) {
         Ok(t) => t,
         Err(crate::SealError::TooLarge { len, max }) => {
             assert!(len > max);
@@ -373,19 +468,35 @@ pub fn seal_open_roundtrip(input: &RoundTrip) {
         .expect("a sealed token opens");
     assert_eq!(opened.value, value);
     assert_eq!((opened.key, opened.revision), (key, input.revision));
-    assert_eq!(opened.schema, input.schema);
+    assert_eq!((opened.schema, opened.kind), (input.schema, kind));
     assert_eq!(opened.step, r.otp().step_at(r.now()));
 
     let i = crate::inspect(token.as_str(), r.limits().max_token_bytes()).expect("inspects");
     assert_eq!((i.key_id.as_str(), i.step), ("k3", opened.step));
+    assert_eq!((i.kind, i.version), (kind, kind.version()));
     assert_eq!(
         (i.key, i.rev, i.schema),
         (key.to_string(), input.revision, input.schema)
     );
-    assert_eq!(
-        serde_json::from_slice::<Value>(&i.payload).expect("payload is JSON"),
-        value
-    );
+    let json = serde_json::to_vec(&value).expect("a value serializes");
+    if kind.is_encrypted() {
+        // The header only; the ciphertext is as long as the JSON and is not the JSON.
+        assert!(i.payload.is_empty());
+        assert_eq!(i.payload_len, json.len());
+        // (Only from 16 bytes on: a shorter ciphertext equals its plaintext by chance too
+        // often for a fuzzer, 1 in 256 for one byte.)
+        let bytes = token::decode(token.as_str().as_bytes(), usize::MAX).expect("decodes");
+        let start = token::overhead_for(kind, 2) - 16;
+        let ciphertext = &bytes[start..start + json.len()];
+        if json.len() >= 16 {
+            assert_ne!(ciphertext, &json[..], "the payload travelled in clear");
+        }
+    } else {
+        assert_eq!(
+            serde_json::from_slice::<Value>(&i.payload).expect("payload is JSON"),
+            value
+        );
+    }
 
     let elsewhere = r.state_key(&location.clone().with_instance(format!(
         "{}/elsewhere",

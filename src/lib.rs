@@ -9,6 +9,10 @@
 //! Outbound: value → serde_json → PAE → HMAC-SHA256 with the step key for
 //! (key id, time step) → base64url token → client. Inbound: bundle → size checks → token
 //! decode → key id → time window → MAC verify → JSON depth check → serde → handler.
+//! Encrypted entries (format 2, [`EntryKind::Encrypted`]) take the same path with
+//! XChaCha20-Poly1305 under the entry key for (key id, time step) in place of the HMAC, the
+//! same fields as associated data: see [`RecoveryBuilder::encrypted`],
+//! [`SlotBuilder::encrypted`] and [`Recovery::seal_with`].
 //! The modules mirror that path: [`key`] (state keys), [`secret`], [`otp`], [`mac`],
 //! [`token`], `seal`, `open`, [`bundle`]. Around it: [`slot`] (typed slots with schema
 //! versions, migrations and aliases: the way to declare state), the [`Registry`] of every
@@ -48,7 +52,8 @@
 //! version and payload, keyed per (pepper, step), and compared with `verify_slice`. Nothing is
 //! deserialized before the tag verifies; token size, bundle size and entry count are capped
 //! before any MAC, JSON depth before any parsing.
-//! Payloads are readable by the client: do not put secrets in state. See SECURITY.md.
+//! Payloads of signed entries are readable by the client: encrypt the state it must not read
+//! (the header and the payload's length stay visible). See SECURITY.md.
 //!
 //! # Features
 //! | feature | default | what |
@@ -56,6 +61,7 @@
 //! | `axum` | yes | the axum/tower layer and extractors; rejection reasons go to `tracing` |
 //! | `cli` | no | the `state-recovery` binary |
 
+mod aead;
 pub mod bundle;
 mod clock;
 mod error;
@@ -99,4 +105,4 @@ pub use recovery::{Limits, Recovery, RecoveryBuilder, Scope};
 pub use registry::Registry;
 pub use secret::{KeyId, KeyRing, Pepper, Salt};
 pub use slot::{Fresh, Outcome, Slot, SlotBuilder, Source};
-pub use token::{inspect, Inspected, Token};
+pub use token::{inspect, EntryKind, Inspected, Token};

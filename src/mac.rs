@@ -18,20 +18,39 @@ pub(crate) const TAG_LEN: usize = 32;
 /// Domain-separation label of entry tags.
 pub(crate) const ENTRY_PURPOSE: &[u8] = b"state-recovery/entry";
 
-/// Feeds a PAE encoding into a MAC. Each piece is given as one or more slices that are
+/// Where a PAE encoding goes: streamed into a MAC, or written into a buffer (the associated
+/// data of an encrypted entry, which the AEAD takes as one slice).
+pub(crate) trait PaeSink {
+    /// Appends `bytes`.
+    fn absorb(&mut self, bytes: &[u8]);
+}
+
+impl PaeSink for HmacSha256 {
+    fn absorb(&mut self, bytes: &[u8]) {
+        self.update(bytes);
+    }
+}
+
+impl PaeSink for Vec<u8> {
+    fn absorb(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Feeds a PAE encoding into a sink. Each piece is given as one or more slices that are
 /// concatenated (so a flag byte and a value can form one piece without copying).
-pub(crate) fn pae_update(mac: &mut impl Mac, pieces: &[&[&[u8]]]) {
-    mac.update(&le64(pieces.len()));
-    pae_pieces(mac, pieces);
+pub(crate) fn pae_update(sink: &mut impl PaeSink, pieces: &[&[&[u8]]]) {
+    sink.absorb(&le64(pieces.len()));
+    pae_pieces(sink, pieces);
 }
 
 /// The pieces of a PAE encoding without the leading count: for an encoding fed in parts.
-fn pae_pieces(mac: &mut impl Mac, pieces: &[&[&[u8]]]) {
+fn pae_pieces(sink: &mut impl PaeSink, pieces: &[&[&[u8]]]) {
     for parts in pieces {
         let len = parts.iter().fold(0usize, |n, p| n.saturating_add(p.len()));
-        mac.update(&le64(len));
+        sink.absorb(&le64(len));
         for p in *parts {
-            mac.update(p);
+            sink.absorb(p);
         }
     }
 }
@@ -52,19 +71,56 @@ fn le64(n: usize) -> [u8; 8] {
     (n as u64).to_le_bytes()
 }
 
-/// Pieces of an entry's PAE that [`feed_entry_prefix`] feeds (shared by every entry of one
-/// key id and step).
+/// Pieces of an entry's PAE that [`feed_prefix`] feeds (shared by every entry of one key id
+/// and step).
 const PREFIX_PIECES: usize = 6;
-/// Pieces of an entry's PAE that [`EntryFields::feed`] feeds (each entry's own).
-const FIELD_PIECES: usize = 6;
-/// Number of pieces in an entry's PAE, the count it starts with. Derived, not kept by hand:
-/// each part is fed from an array typed `[_; PREFIX_PIECES]` / `[_; FIELD_PIECES]`, so a
-/// piece added to either without updating its count does not compile.
-const ENTRY_PIECES: usize = PREFIX_PIECES + FIELD_PIECES;
+/// Pieces of an entry's PAE that [`Binding::feed`] feeds (each entry's own, but its payload).
+const BINDING_PIECES: usize = 5;
+/// Number of pieces in a signed entry's PAE, the count it starts with: the prefix, the
+/// binding and the payload. Derived, not kept by hand: each part is fed from an array typed
+/// `[_; PREFIX_PIECES]` / `[_; BINDING_PIECES]` / `[_; 1]`, so a piece added to either
+/// without updating its count does not compile.
+pub(crate) const ENTRY_PIECES: usize = PREFIX_PIECES + BINDING_PIECES + 1;
+/// Number of pieces in an encrypted entry's associated data: the same prefix and binding,
+/// without the payload (which is the AEAD's plaintext).
+pub(crate) const AD_PIECES: usize = PREFIX_PIECES + BINDING_PIECES;
+
+/// What every entry of one (key id, step) shares, after its version and purpose.
+#[derive(Clone, Copy)]
+pub(crate) struct StepFields<'a> {
+    pub(crate) namespace: &'a [u8],
+    pub(crate) key_id: &'a [u8],
+    pub(crate) step: u64,
+    /// The OTP code of the step, 8 ASCII digits.
+    pub(crate) code: &'a [u8],
+}
 
 /// Feeds the start of an entry's PAE that is the same for every entry of one (key id, step):
 /// the piece count, then version, purpose, namespace, key id, step and OTP code. The step-key
-/// cache stores the MAC state after this prefix, so each entry only feeds its own fields.
+/// cache stores the MAC state after this prefix (signed entries; `count` is
+/// [`ENTRY_PIECES`], `purpose` [`ENTRY_PURPOSE`]) or these bytes (the associated data of
+/// encrypted entries; [`AD_PIECES`], `aead::ENCRYPTED_PURPOSE`), so each entry only feeds
+/// its own fields.
+pub(crate) fn feed_prefix(
+    sink: &mut impl PaeSink,
+    count: usize,
+    version: u8,
+    purpose: &[u8],
+    step: &StepFields<'_>,
+) {
+    sink.absorb(&le64(count));
+    let pieces: [&[&[u8]]; PREFIX_PIECES] = [
+        &[&[version]],
+        &[purpose],
+        &[step.namespace],
+        &[step.key_id],
+        &[&step.step.to_be_bytes()],
+        &[step.code],
+    ];
+    pae_pieces(sink, &pieces);
+}
+
+/// [`feed_prefix`] for a signed (format version 1) entry.
 pub(crate) fn feed_entry_prefix(
     mac: &mut HmacSha256,
     version: u8,
@@ -73,26 +129,48 @@ pub(crate) fn feed_entry_prefix(
     step: u64,
     code: &[u8],
 ) {
-    mac.update(&le64(ENTRY_PIECES));
-    let pieces: [&[&[u8]]; PREFIX_PIECES] = [
-        &[&[version]],
-        &[ENTRY_PURPOSE],
-        &[namespace],
-        &[key_id],
-        &[&step.to_be_bytes()],
-        &[code],
-    ];
-    pae_pieces(mac, &pieces);
+    let step = StepFields {
+        namespace,
+        key_id,
+        step,
+        code,
+    };
+    feed_prefix(mac, ENTRY_PIECES, version, ENTRY_PURPOSE, &step);
 }
 
-/// The fields an entry's tag binds after the (key id, step) prefix, in MAC order.
+/// Who and what an entry is for, after the (key id, step) prefix: what the tag of a signed
+/// entry and the associated data of an encrypted one bind, in that order.
 #[derive(Clone, Copy)]
-pub(crate) struct EntryFields<'a> {
+pub(crate) struct Binding<'a> {
     pub(crate) salt: &'a [u8; 16],
     pub(crate) subject: Option<&'a [u8]>,
     pub(crate) state_key: &'a [u8; 16],
     pub(crate) revision: u64,
     pub(crate) schema: u32,
+}
+
+impl Binding<'_> {
+    /// Feeds salt, presence ‖ subject, state key, revision and schema.
+    pub(crate) fn feed(&self, sink: &mut impl PaeSink) {
+        let (flag, subject): (&[u8], &[u8]) = match self.subject {
+            None => (&[0], &[]),
+            Some(s) => (&[1], s),
+        };
+        let pieces: [&[&[u8]]; BINDING_PIECES] = [
+            &[self.salt],
+            &[flag, subject],
+            &[self.state_key],
+            &[&self.revision.to_be_bytes()],
+            &[&self.schema.to_be_bytes()],
+        ];
+        pae_pieces(sink, &pieces);
+    }
+}
+
+/// The fields a signed entry's tag binds after the (key id, step) prefix, in MAC order.
+#[derive(Clone, Copy)]
+pub(crate) struct EntryFields<'a> {
+    pub(crate) binding: Binding<'a>,
     pub(crate) payload: &'a [u8],
 }
 
@@ -100,19 +178,9 @@ impl EntryFields<'_> {
     /// Feeds the rest of the entry's PAE into `mac`, which is keyed with the step key and has
     /// absorbed [`feed_entry_prefix`].
     pub(crate) fn feed(&self, mac: &mut HmacSha256) {
-        let (flag, subject): (&[u8], &[u8]) = match self.subject {
-            None => (&[0], &[]),
-            Some(s) => (&[1], s),
-        };
-        let pieces: [&[&[u8]]; FIELD_PIECES] = [
-            &[self.salt],
-            &[flag, subject],
-            &[self.state_key],
-            &[&self.revision.to_be_bytes()],
-            &[&self.schema.to_be_bytes()],
-            &[self.payload],
-        ];
-        pae_pieces(mac, &pieces);
+        self.binding.feed(mac);
+        let payload: [&[&[u8]]; 1] = [&[self.payload]];
+        pae_pieces(mac, &payload);
     }
 
     /// The tag, from the prefixed step-key MAC state.
@@ -201,14 +269,16 @@ mod tests {
     /// pieces of SECURITY.md 2.3, its count included.
     #[test]
     fn entry_encoding_is_the_pae_of_its_pieces() {
-        assert_eq!(ENTRY_PIECES, 12);
+        assert_eq!((ENTRY_PIECES, AD_PIECES), (12, 11));
         for subject in [None, Some(&b""[..]), Some(&b"user-1"[..])] {
             let fields = EntryFields {
-                salt: &[7; 16],
-                subject,
-                state_key: &[9; 16],
-                revision: 3,
-                schema: 2,
+                binding: Binding {
+                    salt: &[7; 16],
+                    subject,
+                    state_key: &[9; 16],
+                    revision: 3,
+                    schema: 2,
+                },
                 payload: br#"{"n":1}"#,
             };
             let mut mac = keyed(b"step key");

@@ -1,24 +1,27 @@
-//! Inbound: token -> size -> base64url -> version -> key id -> window -> MAC -> location ->
-//! JSON depth -> reserved keys -> serde. Mirrors `seal.rs` step for step; nothing is deserialized before the
-//! MAC verifies.
+//! Inbound: token -> size -> base64url -> version -> key id -> window -> MAC (signed) or
+//! AEAD (encrypted) -> location -> JSON depth -> reserved keys -> serde. Mirrors `seal.rs`
+//! step for step; nothing is deserialized (or, for an encrypted entry, decrypted) before the
+//! tag verifies.
 
 use std::fmt;
 
 use serde::de::DeserializeOwned;
 
+use crate::aead::PlainBuf;
 use crate::error::{Reason, Rejection};
 use crate::key::StateKey;
-use crate::mac::EntryFields;
+use crate::mac::{Binding, EntryFields};
 use crate::otp::{StepKey, Window};
 use crate::payload::{depth_within, has_reserved_key};
 use crate::recovery::{Recovery, Scope};
-use crate::token::{self, Parts};
+use crate::token::{self, Body, EntryKind, Parts};
 
 /// An entry that verified, with its value.
 ///
 /// Its `Debug` shows the entry's fields but not the value: restored state is the user's data
-/// (what they typed, what is in their cart), and `Debug` output ends up in logs. Print
-/// `opened.value` explicitly where that is wanted.
+/// (what they typed, what is in their cart; for an encrypted entry, data the client could
+/// not read), and `Debug` output ends up in logs. Print `opened.value` explicitly where that
+/// is wanted.
 #[derive(Clone, PartialEq)]
 pub struct Opened<T> {
     /// The state key it was sealed for.
@@ -32,6 +35,8 @@ pub struct Opened<T> {
     /// Whether it was sealed under the ring's first (sealing) key; `false` for an entry
     /// sealed under a key that has since been rotated to a later position.
     pub primary: bool,
+    /// Whether it was signed (its payload readable by the client) or encrypted.
+    pub kind: EntryKind,
     /// The value.
     pub value: T,
 }
@@ -44,6 +49,7 @@ impl<T> fmt::Debug for Opened<T> {
             .field("schema", &self.schema)
             .field("step", &self.step)
             .field("primary", &self.primary)
+            .field("kind", &self.kind)
             .field("value", &format_args!("<{}>", std::any::type_name::<T>()))
             .finish()
     }
@@ -52,12 +58,16 @@ impl<T> fmt::Debug for Opened<T> {
 impl Recovery {
     /// Opens one token for `scope`, whatever its state key.
     ///
+    /// Signed and encrypted entries both open, whatever kind this recovery seals
+    /// ([`Opened::kind`] says which it was).
+    ///
     /// # Errors
     /// A [`Rejection`] whose [`Reason`] says why, checked in this order: `too-large`,
     /// `malformed`, `unsupported-version`, `unknown-key`, `expired`/`not-yet-valid`,
-    /// `bad-signature`, then `too-large` (depth), `invalid-payload` (an object whose first key
-    /// is serde_json's reserved `$serde_json::private::...`, however spelled), `malformed` or
-    /// `invalid-payload` (JSON).
+    /// `bad-signature` (the HMAC tag, or the AEAD tag of an encrypted entry), then `too-large`
+    /// (depth), `invalid-payload` (an object whose first key is serde_json's reserved
+    /// `$serde_json::private::...`, however spelled), `malformed` or `invalid-payload`
+    /// (JSON).
     pub fn open<T: DeserializeOwned>(
         &self,
         scope: &Scope<'_>,
@@ -125,40 +135,59 @@ impl Recovery {
         batch: &mut Batch,
         finish: impl FnOnce(&[u8]) -> Result<T, Reason>,
     ) -> Result<Opened<T>, Failure> {
-        let limits = &self.inner.limits;
         let key = StateKey::from_bytes(*parts.state_key);
         let claimed = |reason| Failure {
             reason,
             claimed: Some(key),
             claimed_revision: Some(parts.revision),
         };
-        let primary = self
+        let result = self
             .verify(scope, parts, expected, batch)
-            .map_err(claimed)?;
-
-        // 8. JSON: depth first, then serde_json's reserved keys (an object whose first key
-        //    unescapes to `$serde_json::private::...` would be read back as another value),
-        //    then serde.
-        let parsed = if !depth_within(parts.payload, limits.max_depth()) {
-            Err(Reason::TooLarge)
-        } else if has_reserved_key(parts.payload) {
-            Err(Reason::InvalidPayload)
-        } else {
-            finish(parts.payload)
-        };
-        let value = parsed.map_err(claimed)?;
+            .and_then(|primary| {
+                // The verified payload: as carried, or as decrypted into the batch's buffer.
+                let payload = match parts.body {
+                    Body::Signed { payload, .. } => payload,
+                    Body::Encrypted { .. } => batch.plain.as_slice(),
+                };
+                let value = self.finish_payload(payload, finish)?;
+                Ok((primary, value))
+            });
+        // Plaintext does not outlive the open (the value is the caller's).
+        if parts.kind().is_encrypted() {
+            batch.plain.wipe();
+        }
+        let (primary, value) = result.map_err(claimed)?;
         Ok(Opened {
             key,
             revision: parts.revision,
             schema: parts.schema,
             step: parts.step,
             primary,
+            kind: parts.kind(),
             value,
         })
     }
 
-    /// Steps 4 to 7: key id, window, MAC, location. `Ok(true)` when the entry was sealed
-    /// under the ring's first (sealing) key.
+    /// Step 8. JSON: depth first, then serde_json's reserved keys (an object whose first key
+    /// unescapes to `$serde_json::private::...` would be read back as another value), then
+    /// serde.
+    fn finish_payload<T>(
+        &self,
+        payload: &[u8],
+        finish: impl FnOnce(&[u8]) -> Result<T, Reason>,
+    ) -> Result<T, Reason> {
+        if !depth_within(payload, self.inner.limits.max_depth()) {
+            Err(Reason::TooLarge)
+        } else if has_reserved_key(payload) {
+            Err(Reason::InvalidPayload)
+        } else {
+            finish(payload)
+        }
+    }
+
+    /// Steps 4 to 7: key id, window, tag, location. `Ok(true)` when the entry was sealed
+    /// under the ring's first (sealing) key. An encrypted entry's plaintext is left in
+    /// `batch.plain` (only when its tag verified).
     fn verify(
         &self,
         scope: &Scope<'_>,
@@ -183,8 +212,9 @@ impl Recovery {
             return Err(reason);
         }
 
-        // 6. One HMAC over the entry, compared in constant time.
-        let StepKey { mac } = match batch.step_key.take() {
+        // 6. One HMAC over the entry, compared in constant time; or one AEAD decryption,
+        //    whose tag is checked (in constant time) before any byte is decrypted.
+        let step_key = match batch.step_key.take() {
             Some((i, step, k)) if i == index && step == parts.step => k,
             _ => inner
                 .cache
@@ -198,20 +228,43 @@ impl Recovery {
                 )
                 .ok_or(Reason::UnknownKey)?,
         };
-        let fields = EntryFields {
+        let binding = Binding {
             salt: scope.salt.as_bytes(),
             subject: scope.subject.map(str::as_bytes),
             state_key: parts.state_key,
             revision: parts.revision,
             schema: parts.schema,
-            payload: parts.payload,
         };
-        let authentic = if batch.remember {
-            let authentic = fields.verify(mac.clone(), parts.tag);
-            batch.step_key = Some((index, parts.step, StepKey { mac }));
-            authentic
-        } else {
-            fields.verify(mac, parts.tag)
+        let authentic = match parts.body {
+            Body::Signed { payload, tag } => {
+                let fields = EntryFields { binding, payload };
+                if batch.remember {
+                    let authentic = fields.verify(step_key.mac.clone(), tag);
+                    batch.step_key = Some((index, parts.step, step_key));
+                    authentic
+                } else {
+                    fields.verify(step_key.mac, tag)
+                }
+            }
+            Body::Encrypted {
+                nonce,
+                ciphertext,
+                tag,
+            } => {
+                // Empty (and wiped) here: `open_parts` wipes it after every entry.
+                if batch.plain.len() != 0 {
+                    batch.plain.wipe();
+                }
+                batch.plain.extend_from_slice(ciphertext);
+                let authentic =
+                    step_key
+                        .entry
+                        .decrypt(&binding, nonce, batch.plain.as_mut_slice(), tag);
+                if batch.remember {
+                    batch.step_key = Some((index, parts.step, step_key));
+                }
+                authentic
+            }
         };
         if !authentic {
             return Err(Reason::BadSignature);
@@ -223,6 +276,68 @@ impl Recovery {
         }
         Ok(index == 0)
     }
+
+    /// The payload of a token a connection holds, to re-seal it (`RecoveryContext::refresh`):
+    /// its kind, revision, schema and payload, copied into a wiped buffer. The token was
+    /// verified when it was restored, or sealed here, so neither the window nor (for a
+    /// signed entry) the tag is checked again, as before encrypted entries existed; an
+    /// encrypted entry is decrypted, which checks its tag on the way, under `scope`.
+    pub(crate) fn held_entry(&self, scope: &Scope<'_>, text: &str) -> Result<HeldEntry, Reason> {
+        let inner = &*self.inner;
+        let bytes = token::decode(text.as_bytes(), inner.limits.max_token_bytes())?;
+        let parts = token::parse(&bytes)?;
+        let mut payload = PlainBuf::default();
+        match parts.body {
+            Body::Signed { payload: p, .. } => payload.extend_from_slice(p),
+            Body::Encrypted {
+                nonce,
+                ciphertext,
+                tag,
+            } => {
+                let (index, _) = inner.ring.find(parts.key_id).ok_or(Reason::UnknownKey)?;
+                let now = inner.clock.now();
+                let step_key = inner
+                    .cache
+                    .get(
+                        &inner.ring,
+                        index,
+                        parts.step,
+                        &inner.namespace,
+                        &inner.otp,
+                        now,
+                    )
+                    .ok_or(Reason::UnknownKey)?;
+                let binding = Binding {
+                    salt: scope.salt.as_bytes(),
+                    subject: scope.subject.map(str::as_bytes),
+                    state_key: parts.state_key,
+                    revision: parts.revision,
+                    schema: parts.schema,
+                };
+                payload.extend_from_slice(ciphertext);
+                if !step_key
+                    .entry
+                    .decrypt(&binding, nonce, payload.as_mut_slice(), tag)
+                {
+                    return Err(Reason::BadSignature);
+                }
+            }
+        }
+        Ok(HeldEntry {
+            kind: parts.kind(),
+            revision: parts.revision,
+            schema: parts.schema,
+            payload,
+        })
+    }
+}
+
+/// A held entry's fields and payload, for re-sealing. The payload is wiped on drop.
+pub(crate) struct HeldEntry {
+    pub(crate) kind: EntryKind,
+    pub(crate) revision: u64,
+    pub(crate) schema: u32,
+    pub(crate) payload: PlainBuf,
 }
 
 /// The rejection for an entry outside the window, if it is outside.
@@ -235,12 +350,14 @@ const fn refusal(window: Window) -> Option<Reason> {
 }
 
 /// What opening many tokens at once (a bundle) shares between them: one decode buffer, one
+/// plaintext buffer for encrypted entries (wiped after each entry, and on drop), one
 /// reading of the clock (every entry is judged at the same instant), and the step key of the
 /// last (ring index, step) seen, so a bundle of entries from one step takes one step-key cache
 /// look-up instead of one per entry.
 #[derive(Default)]
 pub(crate) struct Batch {
     scratch: Vec<u8>,
+    plain: PlainBuf,
     /// The clock, read once (`Some(None)`: a time before 1970).
     now: Option<Option<u64>>,
     remember: bool,

@@ -1,28 +1,34 @@
 //! Rotating OTP codes (totp-rs) and the per-(key id, step) keys derived from them.
 //!
-//! Each pepper yields two independent keys, separated by label:
-//! `mac_root = HMAC(pepper, "state-recovery/v1/mac-root")` and
-//! `totp_secret = HMAC(pepper, "state-recovery/v1/totp-secret")`.
+//! Each pepper yields three independent keys, separated by label:
+//! `mac_root = HMAC(pepper, "state-recovery/v1/mac-root")`,
+//! `totp_secret = HMAC(pepper, "state-recovery/v1/totp-secret")` and
+//! `entry_root = HMAC(pepper, "state-recovery/v2/entry-root")`.
 //! For time step `n` the code is RFC 6238 TOTP (HMAC-SHA1, 8 digits) of `totp_secret` at counter
-//! `n`, and the step key is
-//! `HMAC(mac_root, PAE["state-recovery/v1/step-key", namespace, key_id, BE64(n), code])`.
-//! Step keys are cached as pre-keyed MAC states, so opening an entry costs one HMAC pass over
-//! the entry and no code computation.
+//! `n`, the step key (signed entries) is
+//! `HMAC(mac_root, PAE["state-recovery/v1/step-key", namespace, key_id, BE64(n), code])`, and
+//! the entry key (encrypted entries) is
+//! `HMAC(entry_root, PAE["state-recovery/v2/entry-key", namespace, key_id, BE64(n), code])`.
+//! Both are cached per (ring key, step), the step key as a pre-keyed MAC state, so opening an
+//! entry costs one HMAC (or one AEAD) pass over the entry and no code computation.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use totp_rs::{Algorithm, TOTP};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+use crate::aead::EntryCipher;
 use crate::error::ConfigError;
 use crate::mac::{self, HmacSha256};
 use crate::secret::{KeyRing, Pepper};
-use crate::token::FORMAT_VERSION;
+use crate::token::{ENCRYPTED_FORMAT_VERSION, FORMAT_VERSION};
 
 const MAC_ROOT_LABEL: &[u8] = b"state-recovery/v1/mac-root";
 const TOTP_SECRET_LABEL: &[u8] = b"state-recovery/v1/totp-secret";
 const STEP_KEY_LABEL: &[u8] = b"state-recovery/v1/step-key";
+const ENTRY_ROOT_LABEL: &[u8] = b"state-recovery/v2/entry-root";
+const ENTRY_KEY_LABEL: &[u8] = b"state-recovery/v2/entry-key";
 
 /// Number of digits of the OTP codes.
 pub(crate) const CODE_DIGITS: usize = 8;
@@ -198,11 +204,13 @@ impl Drop for SecretBytes {
 
 impl ZeroizeOnDrop for SecretBytes {}
 
-/// Keys derived from one pepper. No `Debug`: it holds secrets. Both are wiped on drop:
-/// `mac_root` by [`SecretBytes`], the TOTP secret by totp-rs (its `zeroize` feature).
+/// Keys derived from one pepper. No `Debug`: it holds secrets. All are wiped on drop:
+/// `mac_root` and `entry_root` by [`SecretBytes`], the TOTP secret by totp-rs (its `zeroize`
+/// feature).
 #[derive(Zeroize, ZeroizeOnDrop)]
 pub(crate) struct DerivedKeys {
     mac_root: SecretBytes,
+    entry_root: SecretBytes,
     totp: TOTP,
 }
 
@@ -211,10 +219,13 @@ impl DerivedKeys {
         // Each HMAC writes straight into wiped storage: no intermediate copy of the result.
         let mut mac_root = SecretBytes::zeroed();
         mac::hmac_sha256_into(pepper.expose_bytes(), MAC_ROOT_LABEL, &mut mac_root.0);
+        let mut entry_root = SecretBytes::zeroed();
+        mac::hmac_sha256_into(pepper.expose_bytes(), ENTRY_ROOT_LABEL, &mut entry_root.0);
         let mut totp_secret = Zeroizing::new([0u8; 32]);
         mac::hmac_sha256_into(pepper.expose_bytes(), TOTP_SECRET_LABEL, &mut totp_secret);
         Self {
             mac_root,
+            entry_root,
             // totp-rs owns (and wipes on drop) this copy; ours is wiped when it goes out of scope.
             totp: totp_at_counter(Algorithm::SHA1, totp_secret.to_vec()),
         }
@@ -233,27 +244,94 @@ impl DerivedKeys {
         code_bytes(&self.totp, step)
     }
 
-    fn step_mac(
-        &self,
+    /// `HMAC(root, PAE[label, namespace, key_id, BE64(step), code])`, written into wiped
+    /// storage.
+    fn derive_step(
+        root: &SecretBytes,
+        label: &[u8],
         namespace: &[u8],
         key_id: &[u8],
         step: u64,
-    ) -> (Zeroizing<[u8; CODE_DIGITS]>, HmacSha256) {
-        let code = self.code(step);
-        let mut root = mac::keyed(self.mac_root.as_slice());
+        code: &[u8],
+    ) -> Zeroizing<[u8; 32]> {
+        let mut mac = mac::keyed(root.as_slice());
         mac::pae_update(
-            &mut root,
+            &mut mac,
             &[
-                &[STEP_KEY_LABEL],
+                &[label],
                 &[namespace],
                 &[key_id],
                 &[&step.to_be_bytes()],
-                &[code.as_ref()],
+                &[code],
             ],
         );
-        let mut step_key = Zeroizing::new([0u8; 32]);
-        mac::finalize_into(root, &mut step_key);
-        (code, mac::keyed(step_key.as_ref()))
+        let mut key = Zeroizing::new([0u8; 32]);
+        mac::finalize_into(mac, &mut key);
+        key
+    }
+
+    /// The step key's MAC state (signed entries) and the entry cipher (encrypted entries) of
+    /// (`namespace`, `key_id`, `step`), from one OTP code.
+    fn step_keys(&self, namespace: &[u8], key_id: &[u8], step: u64) -> StepKey {
+        let code = self.code(step);
+        let code = code.as_ref();
+        let step_key = Self::derive_step(
+            &self.mac_root,
+            STEP_KEY_LABEL,
+            namespace,
+            key_id,
+            step,
+            code,
+        );
+        let mut mac = mac::keyed(step_key.as_ref());
+        mac::feed_entry_prefix(&mut mac, FORMAT_VERSION, namespace, key_id, step, code);
+        let entry_key = Self::derive_step(
+            &self.entry_root,
+            ENTRY_KEY_LABEL,
+            namespace,
+            key_id,
+            step,
+            code,
+        );
+        let entry = EntryCipher::new(
+            &entry_key,
+            ENCRYPTED_FORMAT_VERSION,
+            namespace,
+            key_id,
+            step,
+            code,
+        );
+        StepKey {
+            mac,
+            entry: Arc::new(entry),
+        }
+    }
+
+    #[cfg(test)]
+    fn step_mac(&self, namespace: &[u8], key_id: &[u8], step: u64) -> HmacSha256 {
+        let code = self.code(step);
+        let step_key = Self::derive_step(
+            &self.mac_root,
+            STEP_KEY_LABEL,
+            namespace,
+            key_id,
+            step,
+            code.as_ref(),
+        );
+        mac::keyed(step_key.as_ref())
+    }
+
+    #[cfg(test)]
+    fn entry_key(&self, namespace: &[u8], key_id: &[u8], step: u64) -> Zeroizing<[u8; 32]> {
+        let code = self.code(step);
+        Self::derive_step(
+            &self.entry_root,
+            ENTRY_KEY_LABEL,
+            namespace,
+            key_id,
+            step,
+            code.as_ref(),
+        )
     }
 }
 
@@ -281,16 +359,21 @@ pub fn rfc6238_code(algorithm: Algorithm, secret: &[u8], step_secs: u64, time: u
     String::from_utf8_lossy(code_bytes(&totp, counter).as_ref()).into_owned()
 }
 
-/// A derived step key: the MAC state keyed with the step key that has already absorbed the
-/// part of the entry encoding shared by every entry of its (key id, step), OTP code included.
+/// The derived keys of one (ring key, step).
 ///
+/// `mac`: the MAC state keyed with the step key that has already absorbed the part of a
+/// signed entry's encoding shared by every entry of its (key id, step), OTP code included.
 /// Not wiped: `hmac` 0.12 (and `sha2`/`digest` 0.10) implement no `Zeroize`, and overwriting
 /// its fields needs `unsafe`. A state is as good as its step key for that one (namespace,
 /// key id, step), so it can forge entries only for a step inside the window; the cache drops
 /// states whose step has left it, and those can no longer forge anything that opens.
+///
+/// `entry`: the encryption key of encrypted entries and their associated-data prefix, shared
+/// (one copy of the key, however many clones) and wiped when the last clone goes.
 #[derive(Clone)]
 pub(crate) struct StepKey {
     pub(crate) mac: HmacSha256,
+    pub(crate) entry: Arc<EntryCipher>,
 }
 
 /// Cache of step keys by (ring index, step). Only steps inside the window are ever derived
@@ -318,9 +401,7 @@ impl StepKeyCache {
         }
         let ring_key = ring.get(index)?;
         let id = ring_key.id.as_str().as_bytes();
-        let (code, mut mac) = ring_key.derived.step_mac(namespace, id, step);
-        mac::feed_entry_prefix(&mut mac, FORMAT_VERSION, namespace, id, step, code.as_ref());
-        let key = StepKey { mac };
+        let key = ring_key.derived.step_keys(namespace, id, step);
         if let Ok(mut map) = self.map.write() {
             let current = settings.step_at(now);
             let lo = current.saturating_sub(settings.skew().saturating_add(1));
@@ -523,16 +604,49 @@ mod tests {
             a.totp.secret,
             mac::hmac_sha256(p.expose_bytes(), TOTP_SECRET_LABEL)
         );
+        assert_eq!(
+            a.entry_root.as_slice(),
+            mac::hmac_sha256(p.expose_bytes(), ENTRY_ROOT_LABEL)
+        );
         assert_ne!(a.mac_root.as_slice(), a.totp.secret);
+        assert_ne!(a.entry_root.as_slice(), a.mac_root.as_slice());
+        assert_ne!(a.entry_root.as_slice(), a.totp.secret);
         assert_eq!(*a.code(5), *b.code(5));
-        let (_, m1) = a.step_mac(b"ns", b"k", 5);
-        let (_, m2) = a.step_mac(b"ns", b"k", 6);
-        let (_, m3) = a.step_mac(b"other", b"k", 5);
+        let m1 = a.step_mac(b"ns", b"k", 5);
+        let m2 = a.step_mac(b"ns", b"k", 6);
+        let m3 = a.step_mac(b"other", b"k", 5);
         let t = |m: HmacSha256| hmac::Mac::finalize(m).into_bytes();
         let base = t(m1.clone());
-        assert_eq!(base, t(a.step_mac(b"ns", b"k", 5).1));
+        assert_eq!(base, t(a.step_mac(b"ns", b"k", 5)));
         assert_ne!(base, t(m2));
         assert_ne!(base, t(m3));
+        // The entry key: its own root and label, the same step inputs.
+        let code = a.code(5);
+        let step_key = mac::hmac_sha256(
+            a.mac_root.as_slice(),
+            &mac::pae(&[
+                STEP_KEY_LABEL,
+                b"ns",
+                b"k",
+                &5u64.to_be_bytes(),
+                code.as_ref(),
+            ]),
+        );
+        let entry_key = mac::hmac_sha256(
+            a.entry_root.as_slice(),
+            &mac::pae(&[
+                ENTRY_KEY_LABEL,
+                b"ns",
+                b"k",
+                &5u64.to_be_bytes(),
+                code.as_ref(),
+            ]),
+        );
+        assert_eq!(*a.entry_key(b"ns", b"k", 5), entry_key);
+        assert_ne!(entry_key, step_key);
+        assert_ne!(*a.entry_key(b"ns", b"k", 6), entry_key);
+        assert_ne!(*a.entry_key(b"other", b"k", 5), entry_key);
+        assert_ne!(*a.entry_key(b"ns", b"k2", 5), entry_key);
     }
 
     #[test]
@@ -544,9 +658,11 @@ mod tests {
         // Drop runs `zeroize` (derived ZeroizeOnDrop), and `zeroize` reaches every secret.
         let mut d = DerivedKeys::derive(&fixture_pepper());
         assert!(d.mac_root.as_slice().iter().any(|b| *b != 0));
+        assert!(d.entry_root.as_slice().iter().any(|b| *b != 0));
         assert_eq!(d.totp.secret.len(), 32);
         d.zeroize();
         assert_eq!(d.mac_root.as_slice(), [0; 32]);
+        assert_eq!(d.entry_root.as_slice(), [0; 32]);
         assert!(d.totp.secret.is_empty());
         let mut s = SecretBytes(Box::new([0xAB; 32]));
         s.zeroize();

@@ -13,7 +13,7 @@ use crate::otp::{OtpSettings, StepKeyCache};
 use crate::payload::SERDE_MAX_DEPTH;
 use crate::registry::Registry;
 use crate::secret::{KeyRing, Pepper, Salt};
-use crate::token;
+use crate::token::{self, EntryKind};
 
 /// Size, count and depth limits, all checked before any MAC is computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,12 +80,17 @@ impl Limits {
         self
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        let min_token = token::encoded_len(token::overhead(1).saturating_add(1));
+    fn validate(&self, kind: EntryKind) -> Result<(), ConfigError> {
+        let min_token = token::encoded_len(token::overhead_for(kind, 1).saturating_add(1));
         if self.max_token_bytes < min_token {
             return Err(ConfigError::InvalidLimit {
                 name: "max_token_bytes",
-                detail: "must hold at least one minimal token (96 bytes)",
+                detail: match kind {
+                    EntryKind::Encrypted => {
+                        "must hold at least one minimal encrypted token (107 bytes)"
+                    }
+                    EntryKind::Signed => "must hold at least one minimal token (96 bytes)",
+                },
             });
         }
         if self.max_bundle_bytes < self.max_token_bytes {
@@ -163,6 +168,7 @@ pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) hasher: LocationHasher,
     pub(crate) cache: StepKeyCache,
+    pub(crate) kind: EntryKind,
 }
 
 /// Seals and opens entries. Build one at start-up with [`Recovery::builder`] (or
@@ -179,6 +185,7 @@ impl fmt::Debug for Recovery {
             .field("namespace", &String::from_utf8_lossy(&self.inner.namespace))
             .field("otp", &self.inner.otp)
             .field("limits", &self.inner.limits)
+            .field("kind", &self.inner.kind)
             .finish_non_exhaustive()
     }
 }
@@ -193,7 +200,17 @@ impl Recovery {
             limits: Limits::default(),
             clock: Arc::new(SystemClock),
             location_key: None,
+            kind: EntryKind::Signed,
         }
+    }
+
+    /// The kind of entry [`seal`](Self::seal) writes (and, through a
+    /// [`RecoveryContext`](crate::RecoveryContext), every seal and refresh that does not ask
+    /// for a kind): [`EntryKind::Signed`] unless built with
+    /// [`RecoveryBuilder::encrypted`]. Opening accepts both kinds either way.
+    #[must_use]
+    pub fn entry_kind(&self) -> EntryKind {
+        self.inner.kind
     }
 
     /// The state key of a location under this configuration.
@@ -258,6 +275,7 @@ pub struct RecoveryBuilder {
     limits: Limits,
     clock: Arc<dyn Clock>,
     location_key: Option<Pepper>,
+    kind: EntryKind,
 }
 
 impl fmt::Debug for RecoveryBuilder {
@@ -303,6 +321,22 @@ impl RecoveryBuilder {
     /// changes every state key. Without it, the key is derived from the namespace.
     pub fn location_key(mut self, key: Pepper) -> Self {
         self.location_key = Some(key);
+        self
+    }
+
+    /// Encrypts every entry sealed through this recovery ([`Recovery::seal`], every
+    /// [`RecoveryContext`](crate::RecoveryContext) seal and refresh, every
+    /// [`Slot`](crate::Slot)): format version 2, XChaCha20-Poly1305 under a key derived per
+    /// (pepper, step), so the client can no longer read its payloads (their length, and the
+    /// header's key id, step, state key, revision and schema, it still can).
+    ///
+    /// Opening still accepts signed entries: state sealed before the switch keeps restoring
+    /// (and is re-sealed encrypted when it is refreshed). That exposes nothing new: a signed
+    /// entry was readable by its holder from the moment it was sent. To encrypt only some
+    /// state, use [`SlotBuilder::encrypted`](crate::SlotBuilder::encrypted) or
+    /// [`Recovery::seal_with`] instead.
+    pub fn encrypted(mut self) -> Self {
+        self.kind = EntryKind::Encrypted;
         self
     }
 
@@ -372,7 +406,7 @@ impl RecoveryBuilder {
         if self.namespace.is_empty() || self.namespace.len() > 128 {
             return Err(ConfigError::InvalidNamespace);
         }
-        self.limits.validate()?;
+        self.limits.validate(self.kind)?;
         if let Some(position) = self
             .location_key
             .as_ref()
@@ -394,6 +428,7 @@ impl RecoveryBuilder {
                 clock: self.clock,
                 hasher,
                 cache: StepKeyCache::default(),
+                kind: self.kind,
             }),
         })
     }

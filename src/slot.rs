@@ -38,6 +38,7 @@ use crate::error::{ConfigError, Reason, SealError};
 use crate::key::{Location, StateKey};
 use crate::protocol::{Recovered, RecoveryContext, StateUpdate};
 use crate::registry::{Registry, Versions};
+use crate::token::EntryKind;
 
 /// What a slot restores from: the verified entries of a reconnect message. A [`Recovered`]
 /// also learns which entries the application used, so the `recovered` counts are honest;
@@ -77,7 +78,9 @@ enum ReadFailure {
 
 type Reader<T> = Arc<dyn Fn(&str) -> Result<T, ReadFailure> + Send + Sync>;
 type Writer<T> = Arc<
-    dyn Fn(&RecoveryContext, StateKey, u64, &T) -> Result<StateUpdate, SealError> + Send + Sync,
+    dyn Fn(&RecoveryContext, EntryKind, StateKey, u64, &T) -> Result<StateUpdate, SealError>
+        + Send
+        + Sync,
 >;
 type Default<T> = Arc<dyn Fn() -> T + Send + Sync>;
 
@@ -98,6 +101,7 @@ pub struct SlotBuilder<T> {
     writer: Option<(u32, Writer<T>)>,
     default: Option<Default<T>>,
     problem: Option<String>,
+    encrypted: bool,
 }
 
 impl<T> fmt::Debug for SlotBuilder<T> {
@@ -105,6 +109,7 @@ impl<T> fmt::Debug for SlotBuilder<T> {
         f.debug_struct("SlotBuilder")
             .field("location", &self.location)
             .field("schema", &self.schema)
+            .field("encrypted", &self.encrypted)
             .finish_non_exhaustive()
     }
 }
@@ -122,6 +127,7 @@ where
             writer: None,
             default: None,
             problem: None,
+            encrypted: false,
         }
     }
 
@@ -188,6 +194,7 @@ where
             writer: None,
             default: None,
             problem,
+            encrypted: self.encrypted,
         }
     }
 
@@ -216,9 +223,21 @@ where
             );
             return self.problem(problem);
         }
-        let writer: Writer<T> =
-            Arc::new(move |ctx, key, rev, value| ctx.seal(key, rev, version, &downgrade(value)));
+        let writer: Writer<T> = Arc::new(move |ctx, kind, key, rev, value| {
+            ctx.seal_with(kind, key, rev, version, &downgrade(value))
+        });
         self.writer = Some((version, writer));
+        self
+    }
+
+    /// Encrypts this slot's entries ([`EntryKind::Encrypted`]) whatever the recovery seals by
+    /// default: use it for state the client must not read (a draft message, a search it
+    /// typed, a cart with prices it was quoted). Restoring accepts the slot's signed entries
+    /// too, so state sealed before the slot was marked encrypted still comes back (and its
+    /// next seal is encrypted); a signed entry was readable from the moment it was sent, so
+    /// accepting it exposes nothing new. May come anywhere in the declaration.
+    pub fn encrypted(mut self) -> Self {
+        self.encrypted = true;
         self
     }
 
@@ -273,8 +292,9 @@ where
         let (writes, writer) = match self.writer {
             Some(w) => w,
             None => {
-                let w: Writer<T> =
-                    Arc::new(move |ctx, key, rev, value| ctx.seal(key, rev, schema, value));
+                let w: Writer<T> = Arc::new(move |ctx, kind, key, rev, value| {
+                    ctx.seal_with(kind, key, rev, schema, value)
+                });
                 (schema, w)
             }
         };
@@ -296,6 +316,7 @@ where
                 readers: self.readers,
                 writer,
                 default,
+                encrypted: self.encrypted,
             }),
         })
     }
@@ -310,6 +331,7 @@ struct Inner<T> {
     readers: Vec<(u32, Reader<T>)>,
     writer: Writer<T>,
     default: Default<T>,
+    encrypted: bool,
 }
 
 /// One declared piece of state of type `T`: restore it from what a client handed back
@@ -334,6 +356,7 @@ impl<T> fmt::Debug for Slot<T> {
             .field("key", &self.inner.key)
             .field("schema", &self.inner.schema)
             .field("writes", &self.inner.writes)
+            .field("encrypted", &self.inner.encrypted)
             .finish_non_exhaustive()
     }
 }
@@ -382,6 +405,24 @@ where
     #[must_use]
     pub fn writes(&self) -> u32 {
         self.inner.writes
+    }
+
+    /// Whether the slot always seals encrypted entries ([`SlotBuilder::encrypted`]).
+    /// Without it, it seals what the context's recovery seals
+    /// ([`Recovery::entry_kind`](crate::Recovery::entry_kind)).
+    #[must_use]
+    pub fn is_encrypted(&self) -> bool {
+        self.inner.encrypted
+    }
+
+    /// The kind of entry [`seal`](Self::seal) writes through `ctx`.
+    #[must_use]
+    pub fn entry_kind(&self, ctx: &RecoveryContext) -> EntryKind {
+        if self.inner.encrypted {
+            EntryKind::Encrypted
+        } else {
+            ctx.recovery().entry_kind()
+        }
     }
 
     /// A fresh default value.
@@ -496,14 +537,15 @@ where
     }
 
     /// Seals `value` for this connection at the key's next revision, as the version the slot
-    /// writes.
+    /// writes, encrypted if the slot is [`encrypted`](SlotBuilder::encrypted) or the
+    /// recovery encrypts ([`entry_kind`](Self::entry_kind)).
     ///
     /// # Errors
     /// [`SealError`] if the value does not serialize or is over a limit.
     pub fn seal(&self, ctx: &RecoveryContext, value: &T) -> Result<StateUpdate, SealError> {
         let key = self.inner.key;
         let rev = ctx.next_revision(key);
-        (self.inner.writer)(ctx, key, rev, value)
+        (self.inner.writer)(ctx, self.entry_kind(ctx), key, rev, value)
     }
 }
 

@@ -1,9 +1,11 @@
 //! `state-recovery`: generate keys and salts, seal, open and inspect tokens from the shell,
 //! and compare key manifests before a release.
 //!
-//! Verbs: `keygen` and `salt` (fresh secrets), `seal` (a JSON value on stdin to a token),
-//! `open` (tokens on stdin, one JSON line each), `inspect` (one token's visible fields,
-//! unverified), `keys diff OLD NEW` (two key manifests: what NEW would do to the state OLD
+//! Verbs: `keygen` and `salt` (fresh secrets), `seal` (a JSON value on stdin to a token;
+//! `--encrypted` for an encrypted entry), `open` (tokens on stdin, one JSON line each; signed
+//! and encrypted alike, the payload decrypted with the configured keys), `inspect` (one
+//! token's visible fields, unverified; for an encrypted entry its header only, never
+//! decrypted), `keys diff OLD NEW` (two key manifests: what NEW would do to the state OLD
 //! sealed; `-` reads one of them from stdin).
 //!
 //! Configuration for `seal` and `open` comes from the environment, as for a server (see
@@ -23,7 +25,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use state_recovery::{ConfigError, KeyId, Location, ManualClock, Recovery, RecoveryBuilder, Salt};
+use state_recovery::{
+    ConfigError, EntryKind, KeyId, Location, ManualClock, Recovery, RecoveryBuilder, Salt,
+};
 
 mod state_recovery_cli {
     pub(crate) mod input;
@@ -66,8 +70,12 @@ enum Command {
         /// The application's schema version for this state.
         #[arg(long, default_value_t = 1)]
         schema: u32,
+        /// Seal an encrypted entry (format version 2) instead of a signed one.
+        #[arg(long)]
+        encrypted: bool,
     },
-    /// Open tokens read from stdin, one per line; print one JSON line per token.
+    /// Open tokens read from stdin, one per line (signed or encrypted); print one JSON line
+    /// per token.
     Open {
         #[command(flatten)]
         scope: ScopeArgs,
@@ -75,7 +83,8 @@ enum Command {
         #[arg(long)]
         location: Option<String>,
     },
-    /// Print the visible fields of one token read from stdin, without verifying it.
+    /// Print the visible fields of one token read from stdin, without verifying it (of an
+    /// encrypted entry, the header only: it is never decrypted).
     Inspect,
     /// Work with key manifests (the state keys an application declares).
     Keys {
@@ -178,10 +187,16 @@ fn run(command: Command) -> Result<ExitCode, Fatal> {
             location,
             rev,
             schema,
+            encrypted,
         } => {
             let (recovery, salt) = configure(&scope)?;
             let location = parse_location(&location)?;
-            seal::seal(&recovery, &scope.scope(&salt), &location, rev, schema)
+            let kind = if encrypted {
+                EntryKind::Encrypted
+            } else {
+                recovery.entry_kind()
+            };
+            seal::seal(&recovery, kind, &scope.scope(&salt), &location, rev, schema)
         }
         Command::Open { scope, location } => {
             let (recovery, salt) = configure(&scope)?;

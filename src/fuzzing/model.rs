@@ -1,6 +1,7 @@
 //! The `model` target: sequences of operations on tokens, keys and the clock, each outcome
 //! checked against a model that knows which tokens are authentic and predicts exactly which
-//! ones open, and with which reason (and claimed key) the others fail.
+//! ones open, and with which reason (and claimed key) the others fail. Entries are signed or
+//! encrypted; the model predicts the same outcomes for both kinds (and checks the kind).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -11,8 +12,8 @@ use super::{key_id, recovery, Json, NOW};
 use crate::error::Reason;
 use crate::token;
 use crate::{
-    reconnect_message, Clock as _, Limits, Location, ManualClock, OtpSettings, Recovery, Salt,
-    Scope,
+    reconnect_message, Clock as _, EntryKind, Limits, Location, ManualClock, OtpSettings, Recovery,
+    Salt, Scope,
 };
 use crate::{KeyRing, StateKey};
 
@@ -35,6 +36,22 @@ const SUBJECTS: [Option<&str>; 3] = [None, Some("alice"), Some("bob")];
 pub enum Op {
     /// Seal a value for a location under a salt and subject: a new entry in that scope.
     Seal {
+        /// Fixture location.
+        location: u8,
+        /// Fixture salt.
+        salt: u8,
+        /// Fixture subject.
+        subject: u8,
+        /// Revision.
+        revision: u64,
+        /// Schema version.
+        schema: u32,
+        /// Value.
+        value: Json,
+    },
+    /// [`Op::Seal`], as an encrypted entry (format version 2). Every other operation and
+    /// every prediction treats both kinds alike: the model predicts the same outcomes.
+    SealEncrypted {
         /// Fixture location.
         location: u8,
         /// Fixture salt.
@@ -129,6 +146,7 @@ pub struct Model {
 /// What the model knows about an authentic token.
 #[derive(Debug, Clone)]
 struct Sealed {
+    kind: EntryKind,
     pepper: u16,
     step: u64,
     salt: usize,
@@ -225,40 +243,27 @@ impl World {
                 revision,
                 schema,
                 value,
-            } => {
-                let (l, s, u) = (
-                    pick(*location, LOCATIONS),
-                    pick(*salt, SALTS),
-                    pick(*subject, SUBJECTS.len()),
-                );
-                let value = value.to_value();
-                let sealed =
-                    self.recovery
-                        .seal(&self.scope(s, u), self.keys[l], *revision, *schema, &value);
-                if super::has_reserved_key(&value) {
-                    assert!(matches!(sealed, Err(crate::SealError::Serialize(_))));
-                    return;
-                }
-                let token = sealed.expect("a small value seals");
-                let sealed = Sealed {
-                    pepper: self.ring[0],
-                    step: self.otp.step_at(self.clock.now()),
-                    salt: s,
-                    subject: u,
-                    location: l,
-                    revision: *revision,
-                    schema: *schema,
-                    value,
-                };
-                let text = token.into_string();
-                self.authentic.insert(text.clone(), sealed);
-                self.push(Entry {
-                    text,
-                    location: l,
-                    salt: s,
-                    subject: u,
-                });
-            }
+            } => self.seal(
+                EntryKind::Signed,
+                (*location, *salt, *subject),
+                *revision,
+                *schema,
+                value,
+            ),
+            Op::SealEncrypted {
+                location,
+                salt,
+                subject,
+                revision,
+                schema,
+                value,
+            } => self.seal(
+                EntryKind::Encrypted,
+                (*location, *salt, *subject),
+                *revision,
+                *schema,
+                value,
+            ),
             Op::FlipBit {
                 entry,
                 bit,
@@ -345,6 +350,55 @@ impl World {
         }
     }
 
+    /// Seals a value of `kind` for (location, salt, subject): a new entry in that scope.
+    fn seal(
+        &mut self,
+        kind: EntryKind,
+        (location, salt, subject): (u8, u8, u8),
+        revision: u64,
+        schema: u32,
+        value: &Json,
+    ) {
+        let (l, s, u) = (
+            pick(location, LOCATIONS),
+            pick(salt, SALTS),
+            pick(subject, SUBJECTS.len()),
+        );
+        let value = value.to_value();
+        let sealed = self.recovery.seal_with(
+            kind,
+            &self.scope(s, u),
+            self.keys[l],
+            revision,
+            schema,
+            &value,
+        );
+        if super::has_reserved_key(&value) {
+            assert!(matches!(sealed, Err(crate::SealError::Serialize(_))));
+            return;
+        }
+        let token = sealed.expect("a small value seals");
+        let sealed = Sealed {
+            kind,
+            pepper: self.ring[0],
+            step: self.otp.step_at(self.clock.now()),
+            salt: s,
+            subject: u,
+            location: l,
+            revision,
+            schema,
+            value,
+        };
+        let text = token.into_string();
+        self.authentic.insert(text.clone(), sealed);
+        self.push(Entry {
+            text,
+            location: l,
+            salt: s,
+            subject: u,
+        });
+    }
+
     /// The model's verdict on `text` presented under (`salt`, `subject`), at `expected`.
     fn predict(
         &self,
@@ -405,6 +459,7 @@ impl World {
             match (got, self.predict(&e.text, e.salt, e.subject, expected)) {
                 (Ok(o), Ok(s)) => {
                     assert_eq!(o.key, self.keys[s.location]);
+                    assert_eq!(o.kind, s.kind);
                     assert_eq!(
                         (o.revision, o.schema, o.step),
                         (s.revision, s.schema, s.step)
@@ -468,8 +523,8 @@ impl World {
             let key = self.keys[s.location];
             let raw = restored.raw(&key).expect("predicted entry restored");
             assert_eq!(
-                (raw.revision, raw.schema, raw.step),
-                (s.revision, s.schema, s.step)
+                (raw.revision, raw.schema, raw.step, raw.kind),
+                (s.revision, s.schema, s.step, s.kind)
             );
             let value: Value = serde_json::from_str(raw.value.get()).expect("restored JSON");
             assert_eq!(value, s.value);

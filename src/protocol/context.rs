@@ -9,11 +9,11 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::message::{SaltMessage, StateUpdate};
-use crate::error::SealError;
+use crate::error::{Reason, SealError};
 use crate::key::StateKey;
 use crate::recovery::{Recovery, Scope};
 use crate::secret::Salt;
-use crate::token::{self, Token};
+use crate::token::{EntryKind, Token};
 
 /// The highest revision a context hands out: JavaScript's `Number.MAX_SAFE_INTEGER`, the
 /// largest the JS client can compare exactly. Claimed and restored revisions above it are
@@ -167,8 +167,9 @@ impl RecoveryContext {
     }
 
     /// Seals `value` as the entry for `key` at revision `rev`, with the app's `schema`
-    /// version, for this client's salt and subject, and records `rev` as seen and the entry as
-    /// held by the client.
+    /// version, for this client's salt and subject, as the kind the recovery seals
+    /// ([`Recovery::entry_kind`]), and records `rev` as seen and the entry as held by the
+    /// client.
     ///
     /// # Errors
     /// [`SealError`] if the value does not serialize or is over a limit, and
@@ -184,8 +185,27 @@ impl RecoveryContext {
         schema: u32,
         value: &T,
     ) -> Result<StateUpdate, SealError> {
+        self.seal_with(self.recovery.entry_kind(), key, rev, schema, value)
+    }
+
+    /// [`seal`](Self::seal) as the given kind ([`Recovery::seal_with`]): what
+    /// [`Slot::seal`](crate::Slot::seal) calls for a slot declared
+    /// [`encrypted`](crate::SlotBuilder::encrypted). The budget counts the token as sealed.
+    ///
+    /// # Errors
+    /// As [`seal`](Self::seal).
+    pub fn seal_with<T: Serialize + ?Sized>(
+        &self,
+        kind: EntryKind,
+        key: StateKey,
+        rev: u64,
+        schema: u32,
+        value: &T,
+    ) -> Result<StateUpdate, SealError> {
         self.check_subject()?;
-        let token = self.recovery.seal(&self.scope(), key, rev, schema, value)?;
+        let token = self
+            .recovery
+            .seal_with(kind, &self.scope(), key, rev, schema, value)?;
         let step = self.current_step();
         let mut table = self.table();
         Self::check_budget(&table, &self.recovery, key, token.as_str().len())?;
@@ -293,6 +313,10 @@ impl RecoveryContext {
     /// Re-seals, at the same revision, schema and payload, every entry this connection may
     /// refresh that was sealed in an earlier time step or under a key that is no longer the
     /// ring's first, so state that is in use never ages out and moves to the current key.
+    /// An encrypted entry is re-sealed encrypted (decrypted, then encrypted again under the
+    /// current step's key with a fresh nonce); a signed one as the kind the recovery seals
+    /// (so a recovery built [`encrypted`](crate::RecoveryBuilder::encrypted) moves it to an
+    /// encrypted entry).
     /// Returns the updates to send (the client replaces an entry by one of equal revision).
     /// Call it after a reconnect (the [`Endpoint`](super::Endpoint) does) and then at least
     /// once per OTP step on a long-lived connection (the axum session does).
@@ -325,31 +349,47 @@ impl RecoveryContext {
             .collect()
     }
 
-    /// Seals a held token's payload again (it was verified when restored, or sealed here).
+    /// Seals a held token's payload again (it was verified when restored, or sealed here),
+    /// decrypting it first if it is encrypted. The plaintext is wiped when it is sealed.
     fn reseal(&self, key: StateKey, old: &Token) -> Result<StateUpdate, SealError> {
         self.check_subject()?;
-        let max = self.recovery.limits().max_token_bytes();
-        let bytes =
-            token::decode(old.as_str().as_bytes(), max).map_err(|_| SealError::TooLarge {
-                len: old.as_str().len(),
-                max,
+        let held = self
+            .recovery
+            .held_entry(&self.scope(), old.as_str())
+            .map_err(|reason| match reason {
+                // As before encrypted entries: a held token that does not decode.
+                Reason::TooLarge | Reason::Malformed | Reason::UnsupportedVersion => {
+                    SealError::TooLarge {
+                        len: old.as_str().len(),
+                        max: self.recovery.limits().max_token_bytes(),
+                    }
+                }
+                other => {
+                    SealError::Serialize(serde::ser::Error::custom(format!("held entry: {other}")))
+                }
             })?;
-        let parts = token::parse(&bytes).map_err(|_| SealError::TooLarge {
-            len: old.as_str().len(),
-            max,
-        })?;
-        let text = std::str::from_utf8(parts.payload).map_err(|e| {
+        let text = std::str::from_utf8(held.payload.as_slice()).map_err(|e| {
             SealError::Serialize(serde::ser::Error::custom(format!("payload: {e}")))
         })?;
         let payload: &RawValue = serde_json::from_str(text).map_err(SealError::Serialize)?;
-        let token =
-            self.recovery
-                .seal(&self.scope(), key, parts.revision, parts.schema, payload)?;
+        let kind = if held.kind.is_encrypted() {
+            EntryKind::Encrypted
+        } else {
+            self.recovery.entry_kind()
+        };
+        let token = self.recovery.seal_with(
+            kind,
+            &self.scope(),
+            key,
+            held.revision,
+            held.schema,
+            payload,
+        )?;
         let step = self.current_step();
         self.table()
             .held
             .insert(key, Held::sealed(&token, step, self.refresh));
-        Ok(StateUpdate::new(key, parts.revision, token))
+        Ok(StateUpdate::new(key, held.revision, token))
     }
 
     /// Records whether the application used the restored entry for `key` (for the

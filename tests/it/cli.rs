@@ -575,7 +575,7 @@ fn inspect_shows_unverified_fields() {
     assert_eq!(v["key"], open(&token, &[]).json_lines()[0]["key"]);
     assert!(r
         .stdout
-        .starts_with("{\"verified\":false,\"version\":1,\"key_id\":"));
+        .starts_with("{\"verified\":false,\"version\":1,\"kind\":\"signed\",\"key_id\":"));
 
     // A tampered token still inspects: nothing is verified.
     assert_eq!(run(&["inspect"], &[], tamper(&token).as_bytes()).code, 0);
@@ -592,6 +592,67 @@ fn inspect_shows_unverified_fields() {
     }
     let r = run(&["inspect"], &[], "A".repeat(70_000).as_bytes());
     assert_eq!((r.code, r.outcomes()), (1, vec!["too-large".into()]));
+}
+
+#[test]
+fn encrypted_entries_seal_open_and_inspect_as_header_only() {
+    let secret = r#"{"card":"4111 1111 1111 1111","note":"only the server reads this"}"#;
+    let token = seal(secret, &["--encrypted", "--rev", "4", "--schema", "2"]);
+    // Two seals of the same value: two nonces, two tokens.
+    assert_ne!(
+        token,
+        seal(secret, &["--encrypted", "--rev", "4", "--schema", "2"])
+    );
+
+    // `open` (with keys) decrypts, and prints the same line as for a signed entry.
+    let r = open(&token, &[]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    let v = &r.json_lines()[0];
+    assert_eq!((v["ok"].clone(), v["rev"].clone()), (json!(true), json!(4)));
+    assert_eq!(v["value"], serde_json::from_str::<Value>(secret).unwrap());
+    let signed = &open(&seal(secret, &["--rev", "4", "--schema", "2"]), &[]).json_lines()[0];
+    assert_eq!(v, signed);
+    // Tampered, or under another salt: bad-signature.
+    assert_eq!(open(&tamper(&token), &[]).outcomes(), ["bad-signature"]);
+    let other = salt_text(2);
+    let now = NOW.to_string();
+    let r = run_env(
+        &["open", "--salt", &other, "--now", &now],
+        &env(&ring_spec()),
+        token.as_bytes(),
+    );
+    assert_eq!(r.outcomes(), ["bad-signature"]);
+
+    // `inspect` (no keys) shows the header, never the payload.
+    let r = run(&["inspect"], &[], token.as_bytes());
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    let v = &r.json_lines()[0];
+    assert_eq!(v["verified"], false);
+    assert_eq!(
+        (v["version"].clone(), v["kind"].clone()),
+        (json!(2), json!("encrypted"))
+    );
+    assert_eq!(
+        (v["key_id"].clone(), v["step"].clone()),
+        (json!("cli"), json!(NOW / STEP))
+    );
+    assert_eq!(
+        (v["rev"].clone(), v["schema"].clone()),
+        (json!(4), json!(2))
+    );
+    assert_eq!(v["payload"], Value::Null);
+    assert_eq!(v["payload_len"], secret.len());
+    assert_eq!(v["nonce"].as_str().unwrap().len(), 48);
+    assert_eq!(v["tag"].as_str().unwrap().len(), 32);
+    for needle in ["4111", "card", "server reads"] {
+        assert!(!r.stdout.contains(needle), "{}", r.stdout);
+    }
+    assert!(r
+        .stdout
+        .starts_with("{\"verified\":false,\"version\":2,\"kind\":\"encrypted\",\"key_id\":"));
+    // A signed entry has no nonce field.
+    let r = run(&["inspect"], &[], seal("1", &[]).as_bytes());
+    assert!(r.json_lines()[0].get("nonce").is_none(), "{}", r.stdout);
 }
 
 #[test]

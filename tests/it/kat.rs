@@ -1,14 +1,19 @@
-//! Known answers: RFC 6238 (TOTP), PASETO's PAE examples, RFC 4231 (HMAC-SHA256), and one
-//! full sealed token recomputed independently from the documented construction.
+//! Known answers: RFC 6238 (TOTP), PASETO's PAE examples, RFC 4231 (HMAC-SHA256),
+//! draft-arciszewski-xchacha-03 (XChaCha20-Poly1305), and one full sealed token of each
+//! format (signed, encrypted) recomputed independently from the documented construction.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use state_recovery::fuzzing::seal_encrypted_with_fixed_nonce;
 use state_recovery::mac::{hmac_sha256, pae};
 use state_recovery::otp::rfc6238_code;
 use state_recovery::{
-    KeyId, KeyRing, Location, ManualClock, OtpSettings, Pepper, Recovery, Salt, Scope,
+    EntryKind, KeyId, KeyRing, Location, ManualClock, OtpSettings, Pepper, Reason, Recovery, Salt,
+    Scope,
 };
 use totp_rs::{Algorithm, TOTP};
 
@@ -329,4 +334,165 @@ fn named_state_key_follows_the_documented_construction() {
         recovery.state_key(&row).as_bytes().to_vec(),
         expect("shop::cart", "items", Some("row/3"))
     );
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+/// The AEAD the encrypted format uses, on the published answer: draft-arciszewski-xchacha-03,
+/// appendix A.3.1 (XChaCha20-Poly1305 AEAD). A wrong cipher, nonce size or tag placement in
+/// the dependency fails here before any token does.
+#[test]
+fn xchacha20_poly1305_draft_arciszewski_a_3_1() {
+    let plaintext = b"Ladies and Gentlemen of the class of '99: If I could offer you only one \
+                      tip for the future, sunscreen would be it.";
+    let aad = unhex("50515253c0c1c2c3c4c5c6c7");
+    let key = unhex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f");
+    let nonce = unhex("404142434445464748494a4b4c4d4e4f5051525354555657");
+    let ciphertext = "bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb\
+                      731c7f1b0b4aa6440bf3a82f4eda7e39ae64c6708c54c216cb96b72e1213b452\
+                      2f8c9ba40db5d945b11b69b982c1bb9e3f3fac2bc369488f76b2383565d3fff9\
+                      21f9664c97637da9768812f615c68b13b52e";
+    let tag = "c0875924c1c7987947deafd8780acf49";
+    let aead = XChaCha20Poly1305::new_from_slice(&key).unwrap();
+    let sealed = aead
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad: &aad,
+            },
+        )
+        .unwrap();
+    assert_eq!(hex(&sealed), format!("{ciphertext}{tag}"));
+}
+
+/// The nonce of the encrypted known answer: bytes 0xA0..=0xB7. (Applications never choose
+/// one: every public seal draws it from the OS CSPRNG.)
+const NONCE: [u8; 24] = [
+    0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf,
+    0xb0, 0xb1, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6, 0xb7,
+];
+/// The encrypted token the crate seals for the inputs of [`TOKEN`] and [`NONCE`]. Changing it
+/// changes format 2 or its key derivation: bump the format version and write it down.
+const TOKEN_V2: &str = "AgRrYXQxAAAAAAABzScM4g_kMw48U5VWET68LthgAAAAAAAAAAcAAAACoKGio6SlpqeoqaqrrK2ur7CxsrO0tba3ugQX_X1jQDoIYp_MMqa1uaOcxFmkIn8hNKVtyg";
+
+#[test]
+fn encrypted_token_matches_the_documented_construction() {
+    let pepper = URL_SAFE_NO_PAD.decode(PEPPER).unwrap();
+    let ring = KeyRing::single(
+        KeyId::new(KEY_ID).unwrap(),
+        Pepper::from_base64(PEPPER).unwrap(),
+    )
+    .unwrap();
+    let recovery = Recovery::builder(ring)
+        .namespace(NAMESPACE)
+        .otp(OtpSettings::new(STEP_SECS, 1).unwrap())
+        .clock(ManualClock::new(NOW))
+        .build()
+        .unwrap();
+    let key = recovery.state_key(&Location::new("src/counter.rs", 12, 9));
+    let salt = Salt::from_bytes(SALT);
+    let scope = Scope::new(&salt).with_subject(SUBJECT);
+    let value: serde_json::Value = serde_json::from_str(PAYLOAD).unwrap();
+    let token =
+        seal_encrypted_with_fixed_nonce(&recovery, NONCE, &scope, key, REVISION, SCHEMA, &value)
+            .unwrap();
+
+    // Recomputed from SECURITY.md 2.12 alone: keys, associated data, AEAD, layout.
+    let step = NOW / STEP_SECS;
+    let totp_secret = h(&pepper, b"state-recovery/v1/totp-secret");
+    let code =
+        TOTP::new_unchecked(Algorithm::SHA1, 8, 1, STEP_SECS, totp_secret.to_vec()).generate(NOW);
+    let entry_root = h(&pepper, b"state-recovery/v2/entry-root");
+    let entry_key = h(
+        &entry_root,
+        &pae_here(&[
+            b"state-recovery/v2/entry-key",
+            NAMESPACE.as_bytes(),
+            KEY_ID.as_bytes(),
+            &step.to_be_bytes(),
+            code.as_bytes(),
+        ]),
+    );
+    let mut subject = vec![1u8];
+    subject.extend_from_slice(SUBJECT.as_bytes());
+    let ad = pae_here(&[
+        &[2],
+        b"state-recovery/v2/encrypted-entry",
+        NAMESPACE.as_bytes(),
+        KEY_ID.as_bytes(),
+        &step.to_be_bytes(),
+        code.as_bytes(),
+        &SALT,
+        &subject,
+        key.as_bytes(),
+        &REVISION.to_be_bytes(),
+        &SCHEMA.to_be_bytes(),
+    ]);
+    let sealed = XChaCha20Poly1305::new_from_slice(&entry_key)
+        .unwrap()
+        .encrypt(
+            XNonce::from_slice(&NONCE),
+            Payload {
+                msg: PAYLOAD.as_bytes(),
+                aad: &ad,
+            },
+        )
+        .unwrap();
+    let mut raw = vec![2u8, KEY_ID.len() as u8];
+    raw.extend_from_slice(KEY_ID.as_bytes());
+    raw.extend_from_slice(&step.to_be_bytes());
+    raw.extend_from_slice(key.as_bytes());
+    raw.extend_from_slice(&REVISION.to_be_bytes());
+    raw.extend_from_slice(&SCHEMA.to_be_bytes());
+    raw.extend_from_slice(&NONCE);
+    raw.extend_from_slice(&sealed); // ciphertext ‖ 16-byte tag
+    assert_eq!(sealed.len(), PAYLOAD.len() + 16);
+    assert_eq!(URL_SAFE_NO_PAD.encode(&raw), token.as_str());
+    assert_eq!(token.as_str(), TOKEN_V2);
+
+    // The payload is not in the token, in any encoding the token could carry.
+    let bytes = URL_SAFE_NO_PAD.decode(TOKEN_V2).unwrap();
+    assert!(!bytes
+        .windows(PAYLOAD.len())
+        .any(|w| w == PAYLOAD.as_bytes()));
+
+    // The entry key is not the signed format's step key: that key does not decrypt it.
+    let mac_root = h(&pepper, b"state-recovery/v1/mac-root");
+    let step_key = h(
+        &mac_root,
+        &pae_here(&[
+            b"state-recovery/v1/step-key",
+            NAMESPACE.as_bytes(),
+            KEY_ID.as_bytes(),
+            &step.to_be_bytes(),
+            code.as_bytes(),
+        ]),
+    );
+    assert_ne!(step_key, entry_key);
+    let with_step_key = XChaCha20Poly1305::new_from_slice(&step_key)
+        .unwrap()
+        .decrypt(
+            XNonce::from_slice(&NONCE),
+            Payload {
+                msg: &sealed,
+                aad: &ad,
+            },
+        );
+    assert!(with_step_key.is_err());
+
+    // It opens, to the same value, as an encrypted entry, only for this scope.
+    let opened = recovery
+        .open_at::<serde_json::Value>(&scope, key, TOKEN_V2)
+        .unwrap();
+    assert_eq!(
+        (opened.value, opened.revision, opened.schema, opened.kind),
+        (value, REVISION, SCHEMA, EntryKind::Encrypted)
+    );
+    let other = recovery.open::<serde_json::Value>(&Scope::new(&salt), TOKEN_V2);
+    assert_eq!(other.unwrap_err().reason(), Reason::BadSignature);
 }

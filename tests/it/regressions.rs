@@ -110,6 +110,90 @@ fn model_rotation_window_and_duplicates() {
     });
 }
 
+/// The same sequence with encrypted entries among the signed ones: flips and splices of
+/// format-2 tokens, relabelling between the kinds (a splice of one's head onto the other's
+/// tail), duplicates across kinds in a bundle, rotation and expiry.
+#[test]
+fn model_encrypted_entries_side_by_side_with_signed_ones() {
+    let sealed = |location, salt, subject, revision| match seal(location, salt, subject, revision) {
+        Op::Seal {
+            location,
+            salt,
+            subject,
+            revision,
+            schema,
+            value,
+        } => Op::SealEncrypted {
+            location,
+            salt,
+            subject,
+            revision,
+            schema,
+            value,
+        },
+        other => other,
+    };
+    let mut ops = vec![
+        sealed(0, 0, 0, 1),
+        seal(1, 0, 0, 2),
+        seal(0, 0, 0, 3), // location 0 once of each kind: duplicates in a bundle
+        sealed(2, 1, 1, 4),
+        Op::OpenBundle {
+            salt: 0,
+            subject: 0,
+            entries: vec![0, 1, 2],
+        },
+    ];
+    for bit in [0, 9, 100, 300, 420, 500] {
+        ops.push(Op::FlipBit {
+            entry: 0,
+            bit,
+            in_text: false,
+        });
+    }
+    ops.extend([
+        Op::Splice {
+            first: 0,
+            second: 1,
+            cut_first: 1,
+            cut_second: 1,
+            in_text: false,
+        },
+        Op::Splice {
+            first: 1,
+            second: 0,
+            cut_first: 40,
+            cut_second: 40,
+            in_text: false,
+        },
+        Op::Move {
+            entry: 0,
+            location: 1,
+        },
+        Op::Rescope {
+            entry: 3,
+            salt: 1,
+            subject: 2,
+        },
+        Op::RotateAdd,
+        sealed(3, 2, 2, 5),
+        Op::Advance { secs: 150 },
+        Op::RotateDrop,
+        Op::OpenBundle {
+            salt: 2,
+            subject: 2,
+            entries: (0..16).collect(),
+        },
+        Op::Advance { secs: 300 },
+        Op::OpenBundle {
+            salt: 0,
+            subject: 0,
+            entries: vec![0, 1, 2, 3],
+        },
+    ]);
+    fuzzing::model(&Model { skew: 1, ops });
+}
+
 #[test]
 fn roundtrip_nested_value_and_unicode_location() {
     fuzzing::seal_open_roundtrip(&RoundTrip {

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
+use state_recovery::fuzzing::seal_encrypted_with_fixed_nonce;
 use state_recovery::{
-    inspect, KeyId, KeyRing, Limits, Location, ManualClock, OtpSettings, Pepper, Recovery, Salt,
-    Scope,
+    inspect, EntryKind, KeyId, KeyRing, Limits, Location, ManualClock, OtpSettings, Pepper,
+    Recovery, Salt, Scope,
 };
 
 #[path = "../../examples/gen_vectors.rs"]
@@ -39,6 +40,9 @@ struct Vector {
     sealed_at: u64,
     now: u64,
     location: Option<String>,
+    /// The nonce of an encrypted vector (hex); absent for signed ones.
+    #[serde(default)]
+    nonce: Option<String>,
     token: String,
     expected: Value,
 }
@@ -165,16 +169,77 @@ fn sealing_the_recorded_inputs_gives_the_recorded_tokens() {
         let salt = Salt::decode(&v.salt).unwrap();
         let scope = Scope::new(&salt).with_optional_subject(v.subject.as_deref());
         let e = &v.expected;
-        let token = r
-            .seal(
-                &scope,
-                r.state_key(&v.location().unwrap()),
-                e["rev"].as_u64().unwrap(),
-                u32::try_from(e["schema"].as_u64().unwrap()).unwrap(),
-                &e["value"],
-            )
-            .unwrap();
+        let key = r.state_key(&v.location().unwrap());
+        let rev = e["rev"].as_u64().unwrap();
+        let schema = u32::try_from(e["schema"].as_u64().unwrap()).unwrap();
+        let token = match &v.nonce {
+            None => {
+                assert_eq!(claimed.kind, EntryKind::Signed, "{}", v.name);
+                r.seal(&scope, key, rev, schema, &e["value"]).unwrap()
+            }
+            Some(hex) => {
+                assert_eq!(claimed.kind, EntryKind::Encrypted, "{}", v.name);
+                assert_eq!(claimed.nonce.as_deref(), Some(hex.as_str()), "{}", v.name);
+                let nonce: [u8; 24] = (0..24)
+                    .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+                    .collect::<Vec<_>>()
+                    .try_into()
+                    .unwrap();
+                // Sealing with a random nonce opens to the same value, in another token.
+                let fresh = r
+                    .seal_with(EntryKind::Encrypted, &scope, key, rev, schema, &e["value"])
+                    .unwrap();
+                assert_ne!(fresh.as_str(), v.token, "{}", v.name);
+                assert_eq!(
+                    r.open_at::<Value>(&scope, key, fresh.as_str())
+                        .unwrap()
+                        .value,
+                    e["value"]
+                );
+                seal_encrypted_with_fixed_nonce(&r, nonce, &scope, key, rev, schema, &e["value"])
+                    .unwrap()
+            }
+        };
         assert_eq!(token.as_str(), v.token, "{}", v.name);
+    }
+}
+
+/// Format 2 is covered as well as format 1, and format 1's files are as 0.1 wrote them.
+#[test]
+fn both_formats_have_valid_and_invalid_vectors() {
+    let kind = |v: &Vector| inspect(&v.token, usize::MAX).map(|i| i.kind);
+    let valid = load("valid");
+    let encrypted = valid
+        .iter()
+        .filter(|v| kind(v) == Ok(EntryKind::Encrypted))
+        .count();
+    assert!(encrypted >= 5, "{encrypted} encrypted valid vectors");
+    assert!(valid.len() - encrypted >= 19);
+    for v in &valid {
+        // A nonce is recorded exactly for the encrypted vectors.
+        assert_eq!(
+            v.nonce.is_some(),
+            kind(v) == Ok(EntryKind::Encrypted),
+            "{}",
+            v.name
+        );
+    }
+    let mut reasons = std::collections::BTreeSet::new();
+    for v in load("invalid") {
+        if v.name.contains("encrypted") {
+            reasons.insert(v.expected["error"].as_str().unwrap().to_owned());
+        }
+    }
+    for r in [
+        "malformed",
+        "unknown-key",
+        "expired",
+        "not-yet-valid",
+        "bad-signature",
+        "wrong-location",
+        "too-large",
+    ] {
+        assert!(reasons.contains(r), "no encrypted vector for {r}");
     }
 }
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 use serde_json::Value;
-use state_recovery::{Limits, Location, Opened, Reason, Recovery, Rejection, Scope};
+use state_recovery::{EntryKind, Limits, Location, Opened, Reason, Recovery, Rejection, Scope};
 
 use crate::state_recovery_cli::input::{Line, Lines};
 use crate::Fatal;
@@ -36,11 +36,14 @@ impl RejectedLine {
     }
 }
 
-/// What `inspect` prints: the token's own claims, none of them checked.
+/// What `inspect` prints: the token's own claims, none of them checked. For an encrypted
+/// entry, the header only: `payload` is null, `payload_len` the ciphertext's length, and
+/// nothing is decrypted (`inspect` has no keys).
 #[derive(Serialize)]
 struct InspectedLine<'a> {
     verified: bool,
     version: u8,
+    kind: EntryKind,
     key_id: &'a str,
     step: u64,
     key: &'a str,
@@ -48,6 +51,8 @@ struct InspectedLine<'a> {
     schema: u32,
     payload_len: usize,
     payload: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
     tag: &'a str,
 }
 
@@ -129,6 +134,7 @@ pub(crate) fn inspect() -> Result<ExitCode, Fatal> {
             let shown = InspectedLine {
                 verified: false,
                 version: i.version,
+                kind: i.kind,
                 key_id: &i.key_id,
                 step: i.step,
                 key: &i.key,
@@ -136,7 +142,9 @@ pub(crate) fn inspect() -> Result<ExitCode, Fatal> {
                 schema: i.schema,
                 payload_len: i.payload_len,
                 // Unverified bytes: shown only if they are JSON (serde_json caps the depth).
+                // Empty for an encrypted entry, so null.
                 payload: serde_json::from_slice(&i.payload).ok(),
+                nonce: i.nonce.as_deref(),
                 tag: &i.tag,
             };
             (write_json(&mut out, &shown), ExitCode::SUCCESS)

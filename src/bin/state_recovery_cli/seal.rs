@@ -4,14 +4,16 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use serde_json::Value;
-use state_recovery::{Location, Recovery, Scope};
+use state_recovery::{EntryKind, Location, Recovery, Scope};
 
 use crate::state_recovery_cli::input::read_capped;
 use crate::Fatal;
 
-/// Reads one JSON value (at most the token size limit in bytes) and prints its token.
+/// Reads one JSON value (at most the token size limit in bytes) and prints its token, of
+/// `kind`.
 pub(crate) fn seal(
     recovery: &Recovery,
+    kind: EntryKind,
     scope: &Scope<'_>,
     location: &Location,
     revision: u64,
@@ -25,7 +27,7 @@ pub(crate) fn seal(
     let value = parse_value(&input, recovery.limits().max_depth())?;
     let key = recovery.state_key(location);
     let token = recovery
-        .seal(scope, key, revision, schema, &value)
+        .seal_with(kind, scope, key, revision, schema, &value)
         .map_err(|e| Fatal::new(format!("cannot seal: {e}")))?;
     let mut out = io::stdout().lock();
     writeln!(out, "{token}")
