@@ -31,6 +31,9 @@
 //! - `DEMO_HEADER_TIMEOUT_SECS` (default 10): an HTTP/1 connection that does not send a
 //!   request's complete headers within that long (including an idle keep-alive connection)
 //!   is closed.
+//! - `DEMO_ENCRYPT=1`: every entry is sealed encrypted (token format 2, XChaCha20-Poly1305),
+//!   so the browser's stash holds no readable state; unset or `0`: signed (format 1). Entries
+//!   of either kind open on every worker whatever it seals.
 //! - for rolling deploys, `DEMO_SCHEMA` (1 or 2: which release of the wizard's state this
 //!   worker plays) and `DEMO_SEAL_AS=1` (a version-2 worker that still seals version 1).
 //!
@@ -122,6 +125,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut builder = keys::builder()?;
     if std::env::var_os("STATE_RECOVERY_NAMESPACE").is_none() {
         builder = builder.namespace("state-recovery-demo");
+    }
+    match std::env::var("DEMO_ENCRYPT").as_deref() {
+        Err(_) | Ok("" | "0") => {}
+        Ok("1") => builder = builder.encrypted(),
+        Ok(_) => return Err("DEMO_ENCRYPT must be 0 or 1".into()),
     }
     let recovery = builder.build()?;
     // Every piece of state is declared once; the registry refuses two with the same key.
