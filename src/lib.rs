@@ -62,6 +62,7 @@ mod error;
 mod finite;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod guard;
 pub mod key;
 #[cfg(feature = "axum")]
 pub mod layer;

@@ -14,6 +14,7 @@ mod bundles;
 #[cfg(feature = "cli")]
 mod cli;
 mod common;
+mod guard;
 mod kat;
 #[cfg(feature = "axum")]
 mod layer;
