@@ -4,7 +4,7 @@
 //! Without it, an authentic entry opens anywhere inside the window: a user's older entries
 //! can be replayed (rollback), and the only way to kill a user's entries is to remove a key,
 //! which loses everyone's state. With a [`Guard`] on the [`Endpoint`](crate::protocol::Endpoint)
-//! :
+//! (or [`StateRecoveryLayer::with_guard`](crate::layer::StateRecoveryLayer::with_guard)):
 //!
 //! - **Revocation.** [`Guard::revoke_subject`] (logout) makes every entry of that subject, on
 //!   every worker sharing the store, fail with `revoked` at its next reconnect; the client is

@@ -611,3 +611,117 @@ async fn the_store_sees_hashed_ids_only() {
     assert_eq!(seen[1], seen[3]);
     assert_ne!(seen[3], seen[4]);
 }
+
+/// The layer uses the guarded path on both transports.
+#[cfg(feature = "axum")]
+mod layer {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use axum::routing::get;
+    use axum::{Json, Router};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use http_body_util::BodyExt as _;
+    use serde_json::{json, Value};
+    use state_recovery::{RecoverySession, RecoverySocket, StateRecoveryLayer};
+    use tokio_tungstenite::tungstenite::Message;
+    use tower::ServiceExt as _;
+
+    fn report(r: &Recovered) -> Value {
+        json!({
+            "verdict": format!("{:?}", r.guard_verdict()),
+            "restored": r.restored().len(),
+            "reasons": reasons(r).iter().map(|r| r.code()).collect::<Vec<_>>(),
+            "salt_issued": r.salt_message().is_some(),
+        })
+    }
+
+    fn app(r: &Recovery, guard: &Guard) -> Router {
+        Router::new()
+            .route("/page", get(|r: Recovered| async move { Json(report(&r)) }))
+            .route(
+                "/ws",
+                get(|ws: RecoverySocket| async move {
+                    ws.on_upgrade(|mut session: RecoverySession| async move {
+                        let hello = report(session.recovered()).to_string();
+                        let _ = session.ready().await;
+                        let _ = session.socket_mut().send(hello.into()).await;
+                    })
+                }),
+            )
+            .layer(
+                StateRecoveryLayer::new(r.clone())
+                    .with_guard(guard.clone())
+                    .with_subject(|_| Some("kim".to_owned())),
+            )
+    }
+
+    #[tokio::test]
+    async fn the_layer_guards_http_and_websocket_reconnects() {
+        let r = recovery();
+        let (k1, _) = keys(&r);
+        let store: Arc<dyn GuardStore> = Arc::new(InProcessStore::new());
+        let (e, guard) = worker(&r, store, GuardPolicy::FailClosed);
+        let mut tab = Tab::default();
+        let rec = tab.connect(&e, Some("kim")).await;
+        tab.seal(&rec, k1, 1);
+        let old = tab.clone();
+        tab.seal(&rec, k1, 2);
+        guard.flush().await.unwrap();
+        let app = app(&r, &guard);
+
+        let http = |tab: &Tab| {
+            let header = URL_SAFE_NO_PAD.encode(tab.message().unwrap());
+            let req = Request::get("/page")
+                .header("State-Recovery", header)
+                .body(Body::empty())
+                .unwrap();
+            let app = app.clone();
+            async move {
+                let res = app.oneshot(req).await.unwrap();
+                let body = res.into_body().collect().await.unwrap().to_bytes();
+                serde_json::from_slice::<Value>(&body).unwrap()
+            }
+        };
+        assert_eq!(http(&tab).await["restored"], 1);
+        let v = http(&old).await;
+        assert_eq!(
+            (v["verdict"].as_str(), &v["reasons"]),
+            (Some("Checked"), &json!(["rolled-back"]))
+        );
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+        let served = app.clone();
+        tokio::spawn(async move { axum::serve(listener, served).await.unwrap() });
+        let ws = |tab: &Tab| {
+            let (url, first) = (url.clone(), tab.message().unwrap());
+            async move {
+                let (mut c, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+                c.send(Message::text(first)).await.unwrap();
+                loop {
+                    let m = tokio::time::timeout(Duration::from_secs(10), c.next())
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .unwrap();
+                    let v: Value = serde_json::from_str(m.to_text().unwrap()).unwrap();
+                    if v.get("verdict").is_some() {
+                        return v;
+                    }
+                }
+            }
+        };
+        assert_eq!(ws(&old).await["reasons"], json!(["rolled-back"]));
+        guard.revoke_subject("kim").await.unwrap();
+        let v = ws(&tab).await;
+        assert_eq!(
+            (v["verdict"].as_str(), &v["reasons"]),
+            (Some("Revoked"), &json!(["revoked"]))
+        );
+        assert_eq!(v["salt_issued"], true);
+        assert_eq!(http(&tab).await["reasons"], json!(["revoked"]));
+    }
+}
