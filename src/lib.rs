@@ -55,6 +55,7 @@
 //! |---|---|---|
 //! | `axum` | yes | the axum/tower layer and extractors; rejection reasons go to `tracing` |
 //! | `cli` | no | the `state-recovery` binary |
+//! | `redis` | no | [`guard::RedisStore`]: the revocation and rollback guard's store for clusters |
 
 pub mod bundle;
 mod clock;

@@ -99,7 +99,7 @@ impl State {
 /// The guard's store in this process's memory: revocation epochs, scope records and
 /// high-water marks behind one mutex, each with a time to live (expired ones are swept every
 /// few thousand writes). Only workers that share the same instance share revocations and
-/// marks: for a cluster, use `RedisStore` (feature `redis`, to come).
+/// marks: for a cluster, use [`RedisStore`](super::RedisStore).
 #[derive(Debug, Default)]
 pub struct InProcessStore {
     state: Mutex<State>,

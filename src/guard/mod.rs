@@ -41,7 +41,7 @@
 //! let recovery = Recovery::builder(KeyRing::single(KeyId::new("k1")?, Pepper::generate())?)
 //!     .location_key(Pepper::generate()) // also keys the store's hashed ids
 //!     .build()?;
-//! let store = Arc::new(InProcessStore::new());
+//! let store = Arc::new(InProcessStore::new()); // RedisStore (feature `redis`) for clusters
 //! let guard = Guard::builder(&recovery, store).policy(GuardPolicy::FailClosed).build()?;
 //! let endpoint = Endpoint::new(recovery.clone()).with_guard(guard.clone());
 //!
@@ -61,6 +61,8 @@
 
 mod memory;
 mod queue;
+#[cfg(feature = "redis")]
+mod redis;
 mod store;
 
 use std::fmt;
@@ -70,6 +72,8 @@ use std::time::Duration;
 
 use hmac::Mac as _;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
 pub use memory::InProcessStore;
 pub use store::{
     CheckReply, CheckRequest, GuardStore, RaiseBatch, RaiseReply, ScopeMarks, ScopeStatus,

@@ -13,7 +13,7 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 
 /// A hashed id the store sees instead of a salt or a subject: the first 16 bytes of
 /// `HMAC(store_id_key, PAE(kind, ...))` (SECURITY.md, the guard). Its `Display` is 32 lowercase
-/// hex digits, which is what `RedisStore` (feature `redis`, to come) puts in its keys.
+/// hex digits, which is what [`RedisStore`](super::RedisStore) puts in its keys.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StoreId([u8; 16]);
 
@@ -182,7 +182,7 @@ impl RaiseReply {
 /// or a payload.
 ///
 /// [`InProcessStore`](super::InProcessStore) is the default (one worker, tests);
-/// `RedisStore` (feature `redis`, to come) (feature `redis`) is the one for clusters. Every method
+/// [`RedisStore`](super::RedisStore) (feature `redis`) is the one for clusters. Every method
 /// returns a boxed future, so the trait is object-safe; the guard bounds each call with a
 /// timeout, so a store need not.
 pub trait GuardStore: Send + Sync + 'static {

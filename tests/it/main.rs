@@ -15,6 +15,8 @@ mod bundles;
 mod cli;
 mod common;
 mod guard;
+#[cfg(feature = "redis")]
+mod guard_redis;
 mod kat;
 #[cfg(feature = "axum")]
 mod layer;
