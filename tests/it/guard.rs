@@ -212,9 +212,14 @@ async fn a_salt_is_registered_when_it_is_handed_out() {
     let rec = tab.connect(&a, Some("carol")).await;
     assert!(rec.salt_message().is_some());
     tab.seal(&rec, k1, 1);
+    // Nothing sealed, so no write-behind that could register it either.
+    let mut empty = Tab::default();
+    empty.connect(&a, Some("carol")).await;
     guard.revoke_subject("carol").await.unwrap();
     let rec = tab.connect(&a, Some("carol")).await;
     assert_eq!(reasons(&rec), [Reason::Revoked]);
+    let rec = empty.connect(&a, Some("carol")).await;
+    assert_eq!(rec.guard_verdict(), GuardVerdict::Revoked);
 }
 
 #[tokio::test]

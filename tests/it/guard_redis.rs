@@ -175,8 +175,13 @@ async fn redis_a_logout_on_one_worker_is_refused_on_the_other() {
     }
     let rec = alice.clone().connect(&b, Some("alice")).await;
     assert_eq!((rec.restored().len(), reasons(&rec)), (2, vec![]));
+    // A salt handed out and never used since: registered when it was handed out.
+    let mut idle = Tab::default();
+    idle.connect(&a, Some("alice")).await;
 
     guard_a.revoke_subject("alice").await.unwrap();
+    let rec = idle.connect(&b, Some("alice")).await;
+    assert_eq!(rec.guard_verdict(), GuardVerdict::Revoked);
     let rec = alice.connect(&b, Some("alice")).await;
     assert_eq!(rec.guard_verdict(), GuardVerdict::Revoked);
     assert_eq!(reasons(&rec), [Reason::Revoked, Reason::Revoked]);
@@ -199,7 +204,7 @@ async fn redis_a_logout_on_one_worker_is_refused_on_the_other() {
         .unwrap();
     let rec = anon.connect(&a, None).await;
     assert_eq!(reasons(&rec), [Reason::Revoked]);
-    assert_eq!(guard_b.stats().revoked + guard_a.stats().revoked, 2);
+    assert_eq!(guard_b.stats().revoked + guard_a.stats().revoked, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
