@@ -373,7 +373,7 @@ impl Endpoint {
             (None, stage) => self.finish(stage, subject, Guarding::off()),
             (Some(guard), stage) => {
                 guard.bypassed();
-                self.finish(stage, subject, Guarding::closed(Salt::generate()))
+                self.finish(stage, subject, Guarding::closed(None))
             }
         }
     }
@@ -399,32 +399,32 @@ impl Endpoint {
                     link: Some(guard.link(fresh)),
                     marks: Vec::new(),
                     blocked: false,
-                    fresh_salt,
+                    fresh_salt: Some(fresh_salt),
                 },
                 (_, Some(ids)) => Guarding {
                     verdict: GuardVerdict::Checked,
                     link: Some(guard.link(ids)),
                     marks: reply.marks,
                     blocked: false,
-                    fresh_salt,
+                    fresh_salt: Some(fresh_salt),
                 },
                 (_, None) => Guarding {
                     verdict: GuardVerdict::Checked,
                     link: Some(guard.link(fresh)),
                     marks: Vec::new(),
                     blocked: false,
-                    fresh_salt,
+                    fresh_salt: Some(fresh_salt),
                 },
             },
             Err(e) => match guard.unavailable(&e) {
-                GuardPolicy::FailClosed => Guarding::closed(fresh_salt),
+                GuardPolicy::FailClosed => Guarding::closed(Some(fresh_salt)),
                 GuardPolicy::FailOpen => Guarding {
                     verdict: GuardVerdict::Unavailable(GuardPolicy::FailOpen),
                     // Seals still queue their marks (and register the scope) for later.
                     link: Some(guard.link(presented.unwrap_or(fresh))),
                     marks: Vec::new(),
                     blocked: false,
-                    fresh_salt,
+                    fresh_salt: Some(fresh_salt),
                 },
             },
         };
@@ -614,7 +614,8 @@ impl Endpoint {
                 "reconnect message rejected; treating the client as new"
             );
         }
-        let mut context = self.context(g.fresh_salt, true, subject);
+        let salt = g.fresh_salt.unwrap_or_else(Salt::generate);
+        let mut context = self.context(salt, true, subject);
         if let Some(link) = g.link {
             context = context.with_guard(link);
         }
@@ -667,8 +668,9 @@ struct Guarding {
     marks: Vec<(StateKey, u64)>,
     /// The context seals nothing.
     blocked: bool,
-    /// The salt a new (or revoked) client gets: registered by the check.
-    fresh_salt: Salt,
+    /// The salt a new (or revoked) client gets, registered by the check (`None`: one is
+    /// drawn when needed).
+    fresh_salt: Option<Salt>,
 }
 
 impl Guarding {
@@ -679,12 +681,12 @@ impl Guarding {
             link: None,
             marks: Vec::new(),
             blocked: false,
-            fresh_salt: Salt::generate(),
+            fresh_salt: None,
         }
     }
 
     /// The store is out of reach and the guard fails closed.
-    fn closed(fresh_salt: Salt) -> Self {
+    fn closed(fresh_salt: Option<Salt>) -> Self {
         Self {
             verdict: GuardVerdict::Unavailable(GuardPolicy::FailClosed),
             link: None,
