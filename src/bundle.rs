@@ -146,6 +146,37 @@ impl Restored {
     pub fn is_empty(&self) -> bool {
         self.accepted.is_empty()
     }
+
+    /// Moves every accepted entry for which `reject` holds to the rejected ones, with
+    /// `reason` (for checks after the MAC, such as the guard's), keeping bundle order.
+    /// Returns how many moved.
+    pub(crate) fn reject_where(
+        &mut self,
+        reason: Reason,
+        reject: impl Fn(&RawEntry) -> bool,
+    ) -> usize {
+        let keys: Vec<StateKey> = self
+            .accepted
+            .iter()
+            .filter(|(_, e)| reject(e))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in &keys {
+            if let Some(entry) = self.accepted.remove(key) {
+                let index = self.positions.remove(key).unwrap_or_default();
+                self.rejected.push(Rejected {
+                    index,
+                    claimed_key: Some(*key),
+                    claimed_revision: Some(entry.revision),
+                    reason,
+                });
+            }
+        }
+        if !keys.is_empty() {
+            self.rejected.sort_by_key(|r| r.index);
+        }
+        keys.len()
+    }
 }
 
 /// A parsed bundle borrowing from its JSON text. Made by [`Bundle::parse`].

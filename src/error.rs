@@ -205,11 +205,29 @@ pub enum Reason {
     /// Usually the auth layer runs after the recovery layer (see the layer order in
     /// `StateRecoveryLayer::with_subject`), or the user is not logged in.
     NoSubject,
+    /// Authentic, but its scope was revoked on the [guard](crate::guard::Guard)'s shared
+    /// store: the subject logged out ([`Guard::revoke_subject`](crate::guard::Guard::revoke_subject)),
+    /// or this client's salt was revoked ([`Guard::revoke_salt`](crate::guard::Guard::revoke_salt)),
+    /// on any worker that shares the store. Every entry of the message is refused and the
+    /// client is given a fresh salt, so it drops its stash.
+    Revoked,
+    /// Authentic, but its revision is below the highest revision sealed for its state key in
+    /// this scope (salt and subject) on any worker that shares the [guard](crate::guard::Guard)'s
+    /// store: an older entry replayed. (An equal revision is fine: a refresh re-seals at the
+    /// same revision.)
+    RolledBack,
+    /// The [guard](crate::guard::Guard)'s store did not answer within its timeout, or failed,
+    /// and the guard fails closed ([`GuardPolicy::FailClosed`](crate::guard::GuardPolicy)):
+    /// no entry is restored, the client keeps its salt and stash (nothing is sealed over it)
+    /// until the store answers again. Also every entry of a message given to the synchronous
+    /// [`Endpoint::recover`](crate::protocol::Endpoint::recover) of an endpoint with a guard,
+    /// which cannot consult the store.
+    GuardUnavailable,
 }
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 17] = [
         Reason::Malformed,
         Reason::UnsupportedVersion,
         Reason::UnknownKey,
@@ -224,6 +242,9 @@ impl Reason {
         Reason::NewerSchema,
         Reason::Unclaimed,
         Reason::NoSubject,
+        Reason::Revoked,
+        Reason::RolledBack,
+        Reason::GuardUnavailable,
     ];
 
     /// The stable kebab-case code, e.g. `bad-signature`.
@@ -244,6 +265,9 @@ impl Reason {
             Reason::NewerSchema => "newer-schema",
             Reason::Unclaimed => "unclaimed",
             Reason::NoSubject => "no-subject",
+            Reason::Revoked => "revoked",
+            Reason::RolledBack => "rolled-back",
+            Reason::GuardUnavailable => "guard-unavailable",
         }
     }
 
@@ -353,6 +377,11 @@ pub enum SealError {
     /// nothing is sealed (there is no fallback to a counter or a weaker source).
     #[error("the operating system's random source failed")]
     Randomness,
+    /// The context was made while the [guard](crate::guard::Guard)'s store was unavailable and
+    /// the guard fails closed: nothing is sealed, so the client's stash (which was not
+    /// restored) is not overwritten, and comes back once the store answers again.
+    #[error("the guard's store was unavailable when this connection started, and the guard fails closed")]
+    GuardUnavailable,
 }
 
 #[cfg(test)]

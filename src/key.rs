@@ -41,6 +41,8 @@ use crate::mac::{self, HmacSha256};
 const LOCATION_LABEL: &[u8] = b"state-recovery/v1/location";
 const NAMED_LABEL: &[u8] = b"state-recovery/v2/named-key";
 const DEFAULT_LOCATION_KEY_LABEL: &[u8] = b"state-recovery/v1/default-location-key";
+/// The label of the key the [guard](crate::guard) hashes its store ids with.
+pub(crate) const STORE_ID_LABEL: &[u8] = b"state-recovery/v1/store-id";
 
 /// The longest name of a named location, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
@@ -451,6 +453,12 @@ pub(crate) struct LocationHasher {
     source: HmacSha256,
     /// The MAC state after `PAE[named label, namespace]`.
     named: HmacSha256,
+    /// A MAC state keyed with the guard's store-id key,
+    /// `HMAC(lk, PAE[store-id label, namespace])`.
+    store_ids: HmacSha256,
+    /// Whether `lk` is a configured location key (a secret) rather than derived from the
+    /// namespace.
+    secret: bool,
 }
 
 impl LocationHasher {
@@ -469,10 +477,20 @@ impl LocationHasher {
             mac::pae_update(&mut m, &[&[label], &[namespace]]);
             m
         };
+        let mut id_key = zeroize::Zeroizing::new([0u8; 32]);
+        mac::finalize_into(prefixed(STORE_ID_LABEL), &mut id_key);
         Self {
             source: prefixed(LOCATION_LABEL),
             named: prefixed(NAMED_LABEL),
+            store_ids: mac::keyed(id_key.as_ref()),
+            secret: location_key.is_some(),
         }
+    }
+
+    /// A MAC state keyed with the store-id key (for the guard's hashed store ids), and
+    /// whether that key comes from a secret location key.
+    pub(crate) fn store_ids(&self) -> (HmacSha256, bool) {
+        (self.store_ids.clone(), self.secret)
     }
 
     pub(crate) fn key(&self, loc: &Location) -> StateKey {

@@ -60,6 +60,7 @@
 //! |---|---|---|
 //! | `axum` | yes | the axum/tower layer and extractors; rejection reasons go to `tracing` |
 //! | `cli` | no | the `state-recovery` binary |
+//! | `redis` | no | [`guard::RedisStore`]: the revocation and rollback guard's store for clusters |
 
 mod aead;
 pub mod bundle;
@@ -68,6 +69,7 @@ mod error;
 mod finite;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod guard;
 pub mod key;
 #[cfg(feature = "axum")]
 pub mod layer;

@@ -252,6 +252,11 @@ impl Recovery {
     pub fn now(&self) -> u64 {
         self.inner.clock.now()
     }
+
+    /// The guard's store-id MAC state and whether it comes from a secret location key.
+    pub(crate) fn store_ids(&self) -> (crate::mac::HmacSha256, bool) {
+        self.inner.hasher.store_ids()
+    }
 }
 
 /// Parses a secret's text, then wipes the text (its whole allocation) on success and on error

@@ -36,6 +36,19 @@
 //!   of either kind open on every worker whatever it seals.
 //! - for rolling deploys, `DEMO_SCHEMA` (1 or 2: which release of the wizard's state this
 //!   worker plays) and `DEMO_SEAL_AS=1` (a version-2 worker that still seals version 1).
+//! - the revocation and rollback guard (always on): `DEMO_REDIS_URL` (e.g.
+//!   `redis://127.0.0.1:6379/`; needs `--features redis`) makes every worker that has it share
+//!   revocations and high-water marks through Redis; without it each worker has its own
+//!   in-process store. `DEMO_GUARD_POLICY` (`closed`, the default, or `open`): what a worker
+//!   does when Redis is down or slow (100 ms).
+//!
+//! Demo-only notions, for trying the guard: a "user" (the subject entries are bound to) is a
+//! `demo_user` cookie set by the page's login form (`POST /login`, any name of 1 to 32 of
+//! `[a-z0-9_-]`, no password: this is not authentication); `POST /logout` revokes that user's
+//! entries on every worker sharing the store (or, without a user, this tab's salt, read from
+//! the `State-Recovery` header). Both are same-origin only, like `POST /kill`. And the page
+//! is told why entries were refused (`revoked`, `rolled-back`, ...), which a real application
+//! never tells the client: the crate sends counts only.
 //!
 //! `--manifest` prints the key manifest (for `state-recovery keys diff`) and exits.
 
@@ -58,8 +71,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use state_recovery::guard::{Guard, GuardPolicy, GuardStore, GuardVerdict, InProcessStore};
 use state_recovery::protocol::Drain;
-use state_recovery::{Outcome, Recovered, RecoverySession, RecoverySocket, StateRecoveryLayer};
+use state_recovery::{
+    Outcome, Reason, Recovered, Recovery, RecoverySession, RecoverySocket, StateRecoveryLayer,
+};
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -79,6 +95,63 @@ struct App {
     allow_kill: bool,
     /// `DEMO_IDLE_TIMEOUT_SECS`: how long a session may go without a client message.
     idle_timeout: Duration,
+    /// The revocation and rollback guard (`DEMO_REDIS_URL`, `DEMO_GUARD_POLICY`).
+    guard: Guard,
+}
+
+/// The demo's "user" cookie (demo-only: no password, not authentication).
+const USER_COOKIE: &str = "demo_user";
+
+/// A demo user name: 1 to 32 of `[a-z0-9_-]`.
+fn valid_user(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// The `demo_user` cookie of a request, if it holds a valid name: the subject the layer binds
+/// entries to.
+fn user_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == USER_COOKIE)
+        .map(|(_, v)| v.to_owned())
+        .filter(|v| valid_user(v))
+}
+
+/// The guard: Redis when `DEMO_REDIS_URL` is set, else this worker's memory.
+fn guard(recovery: &Recovery) -> Result<Guard, Box<dyn std::error::Error>> {
+    let policy = match std::env::var("DEMO_GUARD_POLICY").as_deref() {
+        Err(_) | Ok("" | "closed") => GuardPolicy::FailClosed,
+        Ok("open") => GuardPolicy::FailOpen,
+        Ok(_) => return Err("DEMO_GUARD_POLICY must be closed or open".into()),
+    };
+    let store: Arc<dyn GuardStore> = match std::env::var("DEMO_REDIS_URL") {
+        Ok(url) if !url.is_empty() => redis_store(&url)?,
+        _ => Arc::new(InProcessStore::new()),
+    };
+    Ok(Guard::builder(recovery, store).policy(policy).build()?)
+}
+
+#[cfg(feature = "redis")]
+fn redis_store(url: &str) -> Result<Arc<dyn GuardStore>, Box<dyn std::error::Error>> {
+    let store = state_recovery::guard::RedisStore::with_prefix(url, "state-recovery-demo")?;
+    eprintln!("guard: Redis store (prefix {})", store.prefix());
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_store(_: &str) -> Result<Arc<dyn GuardStore>, Box<dyn std::error::Error>> {
+    Err(
+        "DEMO_REDIS_URL is set, but the demo was built without the `redis` feature: \
+         cargo run --example demo --features redis"
+            .into(),
+    )
 }
 
 /// `name` as a whole number of seconds (1 to 7 days), or `default`.
@@ -144,11 +217,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(id) if !id.is_empty() && HeaderValue::from_str(&id).is_ok() => id.into(),
         _ => format!("w-{:04x}", rand::random::<u16>()).into(),
     };
+    let guard = guard(&recovery)?;
     let app = App {
         worker: worker.clone(),
         slots: Arc::new(slots),
         allow_kill: allow_kill()?,
         idle_timeout: env_secs("DEMO_IDLE_TIMEOUT_SECS", 600)?,
+        guard: guard.clone(),
     };
     let header_timeout = env_secs("DEMO_HEADER_TIMEOUT_SECS", 10)?;
     if app.allow_kill {
@@ -168,11 +243,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             get(|State(app): State<App>| async move { format!("ok {}\n", app.worker) }),
         )
         .route("/kill", post(kill))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
         .with_state(app)
         .layer(
             StateRecoveryLayer::new(recovery)
                 .with_registry(Arc::new(registry))
-                .with_drain(drain.clone()),
+                .with_drain(drain.clone())
+                .with_guard(guard.clone())
+                .with_subject(|req| user_of(&req.headers)),
         )
         .layer(axum::middleware::map_response(move |mut res: Response| {
             let value = worker_header.clone();
@@ -199,8 +278,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     serve(listener, router, &drain, header_timeout).await;
     // No new connections now; every session has been told to reconnect elsewhere (1012).
     let idle = drain.idle(DRAIN_DEADLINE).await;
+    // The high-water marks of the last seals, still queued: written before the worker exits.
+    let flushed = match guard.flush().await {
+        Ok(()) => "marks written".to_owned(),
+        Err(e) => format!("marks NOT written: {e}"),
+    };
     eprintln!(
-        "worker {worker} drained ({}); exiting",
+        "worker {worker} drained ({}; {flushed}); exiting",
         if idle {
             "every session closed"
         } else {
@@ -337,6 +421,96 @@ async fn kill(State(app): State<App>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
+/// What `POST /login` takes: `{"user": "alice"}`.
+#[derive(Deserialize)]
+struct Login {
+    user: String,
+}
+
+/// `POST /login` (same origin only): sets the demo's `demo_user` cookie. Demo-only: anyone
+/// can be anyone; it only shows entries bound to a subject, and revoked with it.
+async fn login(headers: HeaderMap, Json(form): Json<Login>) -> Response {
+    if !same_origin(&headers) {
+        return (StatusCode::FORBIDDEN, "cross-origin request refused\n").into_response();
+    }
+    if !valid_user(&form.user) {
+        return (StatusCode::BAD_REQUEST, "a user is 1 to 32 of [a-z0-9_-]\n").into_response();
+    }
+    let cookie = format!(
+        "{USER_COOKIE}={}; Path=/; SameSite=Strict; HttpOnly",
+        form.user
+    );
+    (
+        [(header::SET_COOKIE, cookie)],
+        Json(json!({"user": form.user})),
+    )
+        .into_response()
+}
+
+/// `POST /logout` (same origin only): revokes the user's entries on every worker that shares
+/// the guard's store (`Guard::revoke_subject`) and clears the cookie; without a user, revokes
+/// this tab's salt, from the `State-Recovery` header (`Guard::revoke_salt`). The page then
+/// reconnects: its entries are refused as `revoked` and it starts over with a fresh salt.
+async fn logout(State(app): State<App>, headers: HeaderMap, recovered: Recovered) -> Response {
+    if !same_origin(&headers) {
+        return (StatusCode::FORBIDDEN, "cross-origin request refused\n").into_response();
+    }
+    let user = user_of(&headers);
+    let done = match &user {
+        Some(user) => app.guard.revoke_subject(user).await.map(|()| "subject"),
+        None if !recovered.context().salt_issued() => app
+            .guard
+            .revoke_salt(recovered.context().salt(), None)
+            .await
+            .map(|()| "salt"),
+        None => Ok("nothing"),
+    };
+    match done {
+        Ok(what) => {
+            tracing::info!(worker = %app.worker, what, "logout: revoked");
+            let clear = format!("{USER_COOKIE}=; Path=/; SameSite=Strict; HttpOnly; Max-Age=0");
+            let body = json!({"revoked": what, "user": user, "worker": &*app.worker});
+            ([(header::SET_COOKIE, clear)], Json(body)).into_response()
+        }
+        Err(e) => {
+            tracing::warn!(worker = %app.worker, error = %e, "logout: not revoked");
+            let body = json!({"error": e.to_string()});
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
+}
+
+/// What the guard made of a reconnect, for the page. **Demo-only**: the reasons entries were
+/// refused are for the server; a real application tells the client nothing but counts.
+fn guard_report(recovered: &Recovered) -> Value {
+    let verdict = match recovered.guard_verdict() {
+        GuardVerdict::Off => "off",
+        GuardVerdict::Checked => "checked",
+        GuardVerdict::Revoked => "revoked",
+        GuardVerdict::Unavailable(GuardPolicy::FailOpen) => "unavailable-fail-open",
+        GuardVerdict::Unavailable(GuardPolicy::FailClosed) => "unavailable-fail-closed",
+        _ => "other",
+    };
+    let mut refused = serde_json::Map::new();
+    for r in recovered.rejected() {
+        let n = refused.entry(r.reason.code()).or_insert(json!(0));
+        *n = json!(n.as_u64().unwrap_or(0).saturating_add(1));
+    }
+    let count = |reason: Reason| {
+        refused
+            .get(reason.code())
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    json!({
+        "verdict": verdict,
+        "refused": refused,
+        "revoked": count(Reason::Revoked),
+        "rolledBack": count(Reason::RolledBack),
+        "user": recovered.context().subject(),
+    })
+}
+
 /// `GET|POST /api/state`: the HTTP variant. Send the `State-Recovery` header (the JS client's
 /// `headerValue()`); get back what it restored.
 async fn snapshot(State(app): State<App>, recovered: Recovered) -> Json<Value> {
@@ -357,6 +531,7 @@ async fn snapshot(State(app): State<App>, recovered: Recovered) -> Json<Value> {
         },
         "recovered": recovered.recovered_message(),
         "unclaimed": recovered.unclaimed(),
+        "guard": guard_report(&recovered),
     }))
 }
 
@@ -469,7 +644,13 @@ async fn live(app: App, mut session: RecoverySession) -> Result<(), axum::Error>
     // first render, all in one burst.
     session.ready().await?;
     // `kill`: whether the page may show its kill button.
-    let hello = json!({"type": "worker", "id": &*app.worker, "kill": app.allow_kill});
+    // `guard`: demo-only, why entries were refused (see `guard_report`).
+    let hello = json!({
+        "type": "worker",
+        "id": &*app.worker,
+        "kill": app.allow_kill,
+        "guard": guard_report(session.recovered()),
+    });
     let mut first = vec![Message::Text(hello.to_string().into())];
     if c1 {
         first.extend(counter.sealed(&session));

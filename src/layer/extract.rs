@@ -34,10 +34,10 @@ impl<S: Send + Sync> FromRequest<S> for Recovered {
     async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
         let handle = RecoveryHandle::from_extensions(req.extensions()).ok_or(MissingLayer)?;
         if req.headers().contains_key(HEADER) {
-            return Ok(from_header(&handle, req.headers()));
+            return Ok(from_header(&handle, req.headers()).await);
         }
         if !is_json(req.headers()) {
-            return Ok(handle.recover(None));
+            return Ok(handle.recover_guarded(None).await);
         }
         let limit = handle
             .recovery()
@@ -47,7 +47,7 @@ impl<S: Send + Sync> FromRequest<S> for Recovered {
         let (parts, body) = req.into_parts();
         let body = match read_body(&parts.headers, body, limit).await {
             Ok(body) => body,
-            Err(reason) => return Ok(handle.refused(reason)),
+            Err(reason) => return Ok(handle.refused(reason).await),
         };
         #[derive(Deserialize)]
         struct WithField<'a> {
@@ -57,30 +57,30 @@ impl<S: Send + Sync> FromRequest<S> for Recovered {
         let out = match serde_json::from_slice::<WithField<'_>>(&body) {
             Ok(WithField {
                 state_recovery: Some(raw),
-            }) => handle.recover(Some(raw.get().as_bytes())),
+            }) => handle.recover_guarded(Some(raw.get().as_bytes())).await,
             Ok(WithField {
                 state_recovery: None,
-            }) => handle.recover(None),
-            Err(_) => handle.refused(Reason::Malformed),
+            }) => handle.recover_guarded(None).await,
+            Err(_) => handle.refused(Reason::Malformed).await,
         };
         Ok(out.with_body(Vec::from(body)))
     }
 }
 
 /// The header: one value, size-checked before it is decoded.
-fn from_header(handle: &RecoveryHandle, headers: &HeaderMap) -> Recovered {
+async fn from_header(handle: &RecoveryHandle, headers: &HeaderMap) -> Recovered {
     let mut values = headers.get_all(HEADER).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
-        return handle.refused(Reason::Malformed);
+        return handle.refused(Reason::Malformed).await;
     };
     let max = handle.recovery().limits().max_bundle_bytes();
     // base64 makes 4 characters of 3 bytes.
     if value.len() / 4 > max / 3 {
-        return handle.refused(Reason::TooLarge);
+        return handle.refused(Reason::TooLarge).await;
     }
     match URL_SAFE_NO_PAD.decode(value.as_bytes()) {
-        Ok(json) => handle.recover(Some(&json)),
-        Err(_) => handle.refused(Reason::Malformed),
+        Ok(json) => handle.recover_guarded(Some(&json)).await,
+        Err(_) => handle.refused(Reason::Malformed).await,
     }
 }
 

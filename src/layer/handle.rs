@@ -64,20 +64,39 @@ impl RecoveryHandle {
         self.subject.as_deref()
     }
 
-    /// [`Endpoint::recover`] for this request's subject. Never fails.
+    /// [`Endpoint::recover`] for this request's subject. Never fails. With a guard on the
+    /// layer it cannot consult the store and fails closed: use
+    /// [`recover_guarded`](Self::recover_guarded).
     #[must_use]
     pub fn recover(&self, message: Option<&[u8]>) -> Recovered {
         self.endpoint().recover(message, self.subject())
     }
 
-    /// [`Endpoint::recover_first`] for this request's subject.
-    pub(crate) fn recover_first(&self, message: &[u8]) -> Option<Recovered> {
-        self.endpoint().recover_first(message, self.subject())
+    /// [`Endpoint::recover_guarded`] for this request's subject: what the extractors use.
+    /// Never fails; without a guard it is [`recover`](Self::recover).
+    pub async fn recover_guarded(&self, message: Option<&[u8]>) -> Recovered {
+        self.endpoint()
+            .recover_guarded(message, self.subject())
+            .await
     }
 
-    /// [`Endpoint::refused`] for this request's subject.
-    pub(crate) fn refused(&self, reason: Reason) -> Recovered {
-        self.endpoint().refused(reason, self.subject())
+    /// [`Endpoint::recover_first_guarded`] for this request's subject.
+    pub(crate) async fn recover_first(&self, message: &[u8]) -> Option<Recovered> {
+        self.endpoint()
+            .recover_first_guarded(message, self.subject())
+            .await
+    }
+
+    /// [`Endpoint::refused_guarded`] for this request's subject.
+    pub(crate) async fn refused(&self, reason: Reason) -> Recovered {
+        self.endpoint()
+            .refused_guarded(reason, self.subject())
+            .await
+    }
+
+    /// [`Endpoint::fresh_client_guarded`] for this request's subject.
+    pub(crate) async fn fresh_client(&self) -> Recovered {
+        self.endpoint().fresh_client_guarded(self.subject()).await
     }
 }
 

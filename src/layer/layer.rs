@@ -172,6 +172,16 @@ impl StateRecoveryLayer {
         self.map(|c| c.endpoint = c.endpoint.clone().without_refresh())
     }
 
+    /// Checks every reconnect (WebSocket and HTTP) against `guard`'s shared store:
+    /// revocation (`revoked`) and rollback (`rolled-back`), one round trip bounded by the
+    /// guard's timeout, with its policy when the store is unavailable; every seal queues a
+    /// high-water mark (written behind). See [`guard`](crate::guard) and
+    /// [`Endpoint::with_guard`]. Call [`Guard::flush`](crate::guard::Guard::flush) when the
+    /// worker stops.
+    pub fn with_guard(self, guard: crate::guard::Guard) -> Self {
+        self.map(|c| c.endpoint = c.endpoint.clone().with_guard(guard))
+    }
+
     /// Graceful drain: once `drain` [starts](Drain::start), every
     /// [`RecoverySession`](super::RecoverySession) closes its socket with close code 1012 at
     /// its next [`recv`](super::RecoverySession::recv), and the JS client reconnects at once,

@@ -148,13 +148,13 @@ impl RecoverySession {
         {
             Err(_) => {
                 tracing::debug!(target: "state_recovery", "no first message in time");
-                (handle.recover(None), None)
+                (handle.fresh_client().await, None)
             }
             Ok(None) => return None,
             Ok(Some(Message::Text(text))) => {
                 // One parse decides: a reconnect message, something broken, or the
                 // application's own first message.
-                match handle.recover_first(text.as_str().as_bytes()) {
+                match handle.recover_first(text.as_str().as_bytes()).await {
                     Some(recovered) => (recovered, None),
                     None => {
                         tracing::info!(
@@ -162,7 +162,7 @@ impl RecoverySession {
                             reason = "not-a-reconnect-message",
                             "first message is not a reconnect message; treating the client as new"
                         );
-                        (handle.recover(None), Some(Message::Text(text)))
+                        (handle.fresh_client().await, Some(Message::Text(text)))
                     }
                 }
             }
@@ -172,7 +172,7 @@ impl RecoverySession {
                     reason = "not-a-reconnect-message",
                     "first message is binary; treating the client as new"
                 );
-                (handle.recover(None), Some(other))
+                (handle.fresh_client().await, Some(other))
             }
         };
         let step = handle.recovery().otp().step_secs();

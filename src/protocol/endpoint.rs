@@ -2,6 +2,7 @@
 //! absence) in, a [`Recovered`] out.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use super::context::RecoveryContext;
 use super::message::{DropMessage, RecoveredMessage, SaltMessage, ServerMessage};
 use crate::bundle::{Bundle, Rejected, Restored, WireStr};
 use crate::error::Reason;
+use crate::guard::{Guard, GuardLink, GuardPolicy, GuardVerdict, ScopeStatus};
 use crate::key::StateKey;
 use crate::recovery::{Recovery, Scope};
 use crate::registry::Registry;
@@ -46,6 +48,7 @@ pub struct Endpoint {
     registry: Option<Arc<Registry>>,
     refresh: bool,
     require_subject: bool,
+    guard: Option<Guard>,
 }
 
 impl fmt::Debug for Endpoint {
@@ -56,13 +59,14 @@ impl fmt::Debug for Endpoint {
             .field("registry", &self.registry)
             .field("refresh", &self.refresh)
             .field("require_subject", &self.require_subject)
+            .field("guard", &self.guard)
             .finish()
     }
 }
 
 impl Endpoint {
-    /// An endpoint with default input limits, no registry, refreshing on, and anonymous
-    /// clients allowed.
+    /// An endpoint with default input limits, no registry, refreshing on, anonymous
+    /// clients allowed, and no guard.
     #[must_use]
     pub fn new(recovery: Recovery) -> Self {
         Self {
@@ -71,6 +75,7 @@ impl Endpoint {
             registry: None,
             refresh: true,
             require_subject: false,
+            guard: None,
         }
     }
 
@@ -78,7 +83,8 @@ impl Endpoint {
     /// anonymous, so a misconfigured transport (an auth layer that runs after the recovery
     /// layer, a subject function that reads the wrong extension) silently seals everything
     /// as anonymous. With it, when [`recover`](Self::recover) (or
-    /// [`fresh_client`](Self::fresh_client), [`refused`](Self::refused)) is given no subject:
+    /// [`fresh_client`](Self::fresh_client), [`refused`](Self::refused), and their guarded
+    /// forms) is given no subject:
     /// - nothing is restored: no entry is opened and no MAC is computed; the message is
     ///   refused whole with the reason `no-subject` ([`Reason::NoSubject`], logged as a
     ///   warning, and returned by [`Recovered::bundle_rejection`]; the client is told one
@@ -103,17 +109,42 @@ impl Endpoint {
         self.require_subject
     }
 
+    /// Checks every reconnect against `guard`'s shared store (revocation and rollback; see
+    /// [`guard`](crate::guard)) and queues a high-water mark for every seal.
+    ///
+    /// Use the guarded (async) forms then: [`recover_guarded`](Self::recover_guarded),
+    /// [`recover_first_guarded`](Self::recover_first_guarded),
+    /// [`fresh_client_guarded`](Self::fresh_client_guarded),
+    /// [`refused_guarded`](Self::refused_guarded) (the axum layer does). The synchronous
+    /// forms cannot consult the store, so on an endpoint with a guard they never restore
+    /// unguarded: whatever the [policy](crate::guard::GuardPolicy), they fail closed (every
+    /// verified entry rejected as `guard-unavailable`, the client's salt kept, nothing
+    /// sealed) and log a warning naming the mistake.
+    #[must_use]
+    pub fn with_guard(mut self, guard: Guard) -> Self {
+        self.guard = Some(guard);
+        self
+    }
+
+    /// The guard, if any.
+    #[must_use]
+    pub fn guard(&self) -> Option<&Guard> {
+        self.guard.as_ref()
+    }
+
     /// True when a subject is required and `subject` is `None`.
     fn subject_missing(&self, subject: Option<&str>) -> bool {
         self.require_subject && subject.is_none()
     }
 
-    /// A context for `salt` (or a fresh salt), carrying the subject requirement.
-    fn context(&self, salt: Option<&Salt>, subject: Option<&str>) -> RecoveryContext {
+    /// A context for `salt` (`issued`: the client must be sent it), carrying the endpoint's
+    /// refresh and subject settings.
+    fn context(&self, salt: Salt, issued: bool, subject: Option<&str>) -> RecoveryContext {
         let subject = subject.map(str::to_owned);
-        let context = match salt {
-            Some(salt) => RecoveryContext::new(self.recovery.clone(), salt.clone(), subject),
-            None => RecoveryContext::fresh(self.recovery.clone(), subject),
+        let context = if issued {
+            RecoveryContext::issued(self.recovery.clone(), salt, subject)
+        } else {
+            RecoveryContext::new(self.recovery.clone(), salt, subject)
         };
         let context = if self.refresh {
             context
@@ -175,32 +206,109 @@ impl Endpoint {
     /// revisions of rejected entries, and re-seals restored entries that are due. Never fails:
     /// a message that cannot be used is refused whole (counted as one rejected entry) and the
     /// client starts fresh with a new salt; no message is a new client.
+    ///
+    /// On an endpoint [with a guard](Self::with_guard) this cannot consult the store and
+    /// fails closed (`guard-unavailable`): use [`recover_guarded`](Self::recover_guarded).
     #[must_use]
     pub fn recover(&self, message: Option<&[u8]>, subject: Option<&str>) -> Recovered {
-        if self.subject_missing(subject) {
-            return self.without_subject(message);
-        }
-        let Some(message) = message else {
-            return self.fresh(subject, None, ClientInput::default());
-        };
-        if message.len() > self.recovery.limits().max_bundle_bytes() {
-            // Refused before parsing anything, let alone computing a MAC.
-            return self.refused(Reason::TooLarge, subject);
-        }
-        match serde_json::from_slice::<Envelope<'_>>(message) {
-            Ok(e) if matches!(e.kind.as_deref(), None | Some("recover")) => {
-                self.recover_envelope(e, subject)
-            }
-            _ => self.refused(Reason::Malformed, subject),
-        }
+        let stage = self.stage(message, subject);
+        self.finish_sync(stage, subject)
+    }
+
+    /// [`recover`](Self::recover), then, when the endpoint has a guard, one round trip to its
+    /// store (bounded by the guard's timeout): entries of a revoked scope are rejected as
+    /// `revoked` and the client is given a fresh salt; entries below their high-water mark
+    /// are rejected as `rolled-back` (the others restore); the context's revisions continue
+    /// above every mark of the scope; a fresh salt is registered in the same round trip. When
+    /// the store fails or is slow, the guard's [policy](crate::guard::GuardPolicy) decides.
+    /// Without a guard it is `recover`, with nothing awaited.
+    pub async fn recover_guarded(
+        &self,
+        message: Option<&[u8]>,
+        subject: Option<&str>,
+    ) -> Recovered {
+        let stage = self.stage(message, subject);
+        self.finish_guarded(stage, subject).await
     }
 
     /// A WebSocket's first text message, parsed once: `Some` when it is a reconnect message
     /// (`"type":"recover"`, handled as [`recover`](Self::recover) does) or not JSON at all
     /// (refused, `malformed`); `None` when it is JSON of another type, the application's own
     /// message (treat the client as new and hand the message to the application).
+    ///
+    /// On an endpoint with a guard it fails closed, as `recover` does: use
+    /// [`recover_first_guarded`](Self::recover_first_guarded).
     #[must_use]
     pub fn recover_first(&self, message: &[u8], subject: Option<&str>) -> Option<Recovered> {
+        let stage = self.first_stage(message, subject)?;
+        Some(self.finish_sync(stage, subject))
+    }
+
+    /// [`recover_first`](Self::recover_first) with the guard's round trip, as
+    /// [`recover_guarded`](Self::recover_guarded).
+    pub async fn recover_first_guarded(
+        &self,
+        message: &[u8],
+        subject: Option<&str>,
+    ) -> Option<Recovered> {
+        let stage = self.first_stage(message, subject)?;
+        Some(self.finish_guarded(stage, subject).await)
+    }
+
+    /// A new client: fresh salt, nothing restored. (Without a subject on an endpoint that
+    /// [requires one](Self::require_subject), refused as `no-subject`.) On an endpoint with a
+    /// guard, the context seals nothing: use [`fresh_client_guarded`](Self::fresh_client_guarded).
+    #[must_use]
+    pub fn fresh_client(&self, subject: Option<&str>) -> Recovered {
+        let stage = self.fresh_stage(None, subject);
+        self.finish_sync(stage, subject)
+    }
+
+    /// [`fresh_client`](Self::fresh_client), registering the fresh salt with the guard.
+    pub async fn fresh_client_guarded(&self, subject: Option<&str>) -> Recovered {
+        let stage = self.fresh_stage(None, subject);
+        self.finish_guarded(stage, subject).await
+    }
+
+    /// A reconnect message refused whole by the transport or here (`too-large` over the
+    /// bundle cap, `malformed` when it is not a reconnect message): counted as one rejected
+    /// entry; the client starts fresh with a new salt. (Without a subject on an endpoint that
+    /// [requires one](Self::require_subject), the reason is `no-subject`.) On an endpoint with
+    /// a guard, the context seals nothing: use [`refused_guarded`](Self::refused_guarded).
+    #[must_use]
+    pub fn refused(&self, reason: Reason, subject: Option<&str>) -> Recovered {
+        let stage = self.fresh_stage(Some(reason), subject);
+        self.finish_sync(stage, subject)
+    }
+
+    /// [`refused`](Self::refused), registering the fresh salt with the guard.
+    pub async fn refused_guarded(&self, reason: Reason, subject: Option<&str>) -> Recovered {
+        let stage = self.fresh_stage(Some(reason), subject);
+        self.finish_guarded(stage, subject).await
+    }
+
+    /// What a message is, and (for a bundle) its entries opened: everything but the guard.
+    fn stage<'m>(&self, message: Option<&'m [u8]>, subject: Option<&str>) -> Stage<'m> {
+        if self.subject_missing(subject) {
+            return Stage::Done(Box::new(self.without_subject(message)));
+        }
+        let Some(message) = message else {
+            return Stage::fresh(None, ClientInput::default());
+        };
+        if message.len() > self.recovery.limits().max_bundle_bytes() {
+            // Refused before parsing anything, let alone computing a MAC.
+            return Stage::fresh(Some(Reason::TooLarge), ClientInput::default());
+        }
+        match serde_json::from_slice::<Envelope<'_>>(message) {
+            Ok(e) if matches!(e.kind.as_deref(), None | Some("recover")) => {
+                self.stage_envelope(e, subject)
+            }
+            _ => Stage::fresh(Some(Reason::Malformed), ClientInput::default()),
+        }
+    }
+
+    /// [`stage`](Self::stage) of a WebSocket's first message; `None` for the application's own.
+    fn first_stage<'m>(&self, message: &'m [u8], subject: Option<&str>) -> Option<Stage<'m>> {
         if self.subject_missing(subject)
             || message.len() > self.recovery.limits().max_bundle_bytes()
         {
@@ -209,18 +317,24 @@ impl Endpoint {
             if self.is_application_message(message) {
                 return None;
             }
-            return Some(self.recover(Some(message), subject));
+            return Some(self.stage(Some(message), subject));
         }
         match serde_json::from_slice::<Envelope<'_>>(message) {
-            Ok(e) if e.kind.as_deref() == Some("recover") => {
-                Some(self.recover_envelope(e, subject))
-            }
+            Ok(e) if e.kind.as_deref() == Some("recover") => Some(self.stage_envelope(e, subject)),
             Ok(_) => None,
             // Only on the error path: JSON of another type whose fields do not fit the
             // envelope is still the application's; anything else is a broken message.
             Err(_) if self.is_application_message(message) => None,
-            Err(_) => Some(self.refused(Reason::Malformed, subject)),
+            Err(_) => Some(self.fresh_stage(Some(Reason::Malformed), subject)),
         }
+    }
+
+    /// A new client (or one refused whole), unless a required subject is missing.
+    fn fresh_stage(&self, rejection: Option<Reason>, subject: Option<&str>) -> Stage<'static> {
+        if self.subject_missing(subject) {
+            return Stage::Done(Box::new(self.without_subject(None)));
+        }
+        Stage::fresh(rejection, ClientInput::default())
     }
 
     /// JSON whose `type` is not `recover` (bounded by the bundle cap before parsing).
@@ -230,26 +344,173 @@ impl Endpoint {
                 .is_ok_and(|k| k.kind.as_deref() != Some("recover"))
     }
 
-    /// The rest of [`recover`](Self::recover), on the parsed envelope.
-    fn recover_envelope(&self, envelope: Envelope<'_>, subject: Option<&str>) -> Recovered {
+    /// The rest of [`stage`](Self::stage), on the parsed envelope: the bundle, opened.
+    fn stage_envelope<'m>(&self, envelope: Envelope<'m>, subject: Option<&str>) -> Stage<'m> {
         let input = ClientInput::from_input(envelope.input, &self.input_limits);
         if let Some(e) = input.error() {
             tracing::info!(target: "state_recovery", reason = e.code(), "client input dropped");
         }
         let Some(salt) = envelope.salt else {
-            return self.fresh(subject, None, input);
+            return Stage::fresh(None, input);
         };
         let bundle = match Bundle::from_raw_parts(salt, envelope.entries, self.recovery.limits()) {
             Ok(b) => b,
-            Err(e) => return self.fresh(subject, Some(e.reason()), input),
+            Err(e) => return Stage::fresh(Some(e.reason()), input),
         };
-        self.open(&bundle, subject, input)
-    }
-
-    fn open(&self, bundle: &Bundle<'_>, subject: Option<&str>, input: ClientInput) -> Recovered {
         let scope = Scope::new(bundle.salt()).with_optional_subject(subject);
         let restored = bundle.open(&self.recovery, &scope);
-        let context = self.context(Some(bundle.salt()), subject);
+        Stage::Opened {
+            bundle,
+            restored,
+            input,
+        }
+    }
+
+    /// The synchronous end: without a guard, what the stage says; with one, fail closed.
+    fn finish_sync(&self, stage: Stage<'_>, subject: Option<&str>) -> Recovered {
+        match (&self.guard, stage) {
+            (_, Stage::Done(r)) => *r,
+            (None, stage) => self.finish(stage, subject, Guarding::off()),
+            (Some(guard), stage) => {
+                guard.bypassed();
+                self.finish(stage, subject, Guarding::closed(None))
+            }
+        }
+    }
+
+    /// The guarded end: one round trip to the store, then what its answer (or the policy)
+    /// says.
+    async fn finish_guarded(&self, stage: Stage<'_>, subject: Option<&str>) -> Recovered {
+        let Some(guard) = &self.guard else {
+            return self.finish_sync(stage, subject);
+        };
+        let presented = match &stage {
+            Stage::Done(_) => return self.finish_sync(stage, subject),
+            Stage::Fresh { .. } => None,
+            Stage::Opened { bundle, .. } => Some(guard.scope_ids(bundle.salt(), subject)),
+        };
+        let fresh_salt = Salt::generate();
+        let fresh = guard.scope_ids(&fresh_salt, subject);
+        let answer = guard.check(presented.as_ref(), fresh.subject, &fresh).await;
+        let guarding = match answer {
+            Ok(reply) => match (reply.status, presented) {
+                (ScopeStatus::Revoked, _) => Guarding {
+                    verdict: GuardVerdict::Revoked,
+                    link: Some(guard.link(fresh)),
+                    marks: Vec::new(),
+                    blocked: false,
+                    fresh_salt: Some(fresh_salt),
+                },
+                (_, Some(ids)) => Guarding {
+                    verdict: GuardVerdict::Checked,
+                    link: Some(guard.link(ids)),
+                    marks: reply.marks,
+                    blocked: false,
+                    fresh_salt: Some(fresh_salt),
+                },
+                (_, None) => Guarding {
+                    verdict: GuardVerdict::Checked,
+                    link: Some(guard.link(fresh)),
+                    marks: Vec::new(),
+                    blocked: false,
+                    fresh_salt: Some(fresh_salt),
+                },
+            },
+            Err(e) => match guard.unavailable(&e) {
+                GuardPolicy::FailClosed => Guarding::closed(Some(fresh_salt)),
+                GuardPolicy::FailOpen => Guarding {
+                    verdict: GuardVerdict::Unavailable(GuardPolicy::FailOpen),
+                    // Seals still queue their marks (and register the scope) for later.
+                    link: Some(guard.link(presented.unwrap_or(fresh))),
+                    marks: Vec::new(),
+                    blocked: false,
+                    fresh_salt: Some(fresh_salt),
+                },
+            },
+        };
+        self.finish(stage, subject, guarding)
+    }
+
+    /// Builds the [`Recovered`] of a stage, as the guard decided.
+    fn finish(&self, stage: Stage<'_>, subject: Option<&str>, g: Guarding) -> Recovered {
+        match stage {
+            Stage::Done(r) => *r,
+            Stage::Fresh { rejection, input } => self.fresh(subject, rejection, input, g),
+            Stage::Opened {
+                bundle,
+                mut restored,
+                input,
+            } => match g.verdict {
+                GuardVerdict::Revoked => {
+                    let n = restored.reject_where(Reason::Revoked, |_| true);
+                    tracing::info!(
+                        target: "state_recovery",
+                        reason = Reason::Revoked.code(),
+                        entries = n,
+                        "scope revoked: every entry refused, the client gets a fresh salt"
+                    );
+                    for r in restored.rejected() {
+                        log_rejected(r);
+                    }
+                    // The client starts over: its input goes with its stash.
+                    let mut fresh = self.fresh(subject, None, ClientInput::default(), g);
+                    fresh.restored = restored;
+                    fresh
+                }
+                GuardVerdict::Unavailable(GuardPolicy::FailClosed) => {
+                    restored.reject_where(Reason::GuardUnavailable, |_| true);
+                    for r in restored.rejected() {
+                        log_rejected(r);
+                    }
+                    // The client's salt is kept (no `salt` message): its stash survives.
+                    let context = self
+                        .context(bundle.salt().clone(), false, subject)
+                        .guard_blocked();
+                    Recovered {
+                        restored,
+                        input,
+                        context,
+                        rejection: None,
+                        unclaimed: 0,
+                        registry: self.registry.clone(),
+                        pending: Vec::new(),
+                        body: None,
+                        guard: g.verdict,
+                    }
+                }
+                _ => {
+                    if !g.marks.is_empty() {
+                        let marks: BTreeMap<StateKey, u64> = g.marks.iter().copied().collect();
+                        let n = restored.reject_where(Reason::RolledBack, |e| {
+                            marks.get(&e.key).is_some_and(|m| e.revision < *m)
+                        });
+                        if let (Some(guard), true) = (&self.guard, n > 0) {
+                            guard.rolled_back(n);
+                        }
+                    }
+                    self.open(&bundle, restored, subject, input, g)
+                }
+            },
+        }
+    }
+
+    fn open(
+        &self,
+        bundle: &Bundle<'_>,
+        restored: Restored,
+        subject: Option<&str>,
+        input: ClientInput,
+        g: Guarding,
+    ) -> Recovered {
+        let mut context = self.context(bundle.salt().clone(), false, subject);
+        if let Some(link) = g.link {
+            context = context.with_guard(link);
+        }
+        // Every mark of the scope, not only those of the entries carried: the next seal of a
+        // key the client dropped must still be above its mark.
+        for (key, rev) in &g.marks {
+            context.observe_revision(*key, *rev);
+        }
         let mut pending: Vec<ServerMessage> = Vec::new();
         if restored.overflow() > 0 {
             tracing::info!(
@@ -302,29 +563,8 @@ impl Endpoint {
             registry: self.registry.clone(),
             pending,
             body: None,
+            guard: g.verdict,
         }
-    }
-
-    /// A new client: fresh salt, nothing restored. (Without a subject on an endpoint that
-    /// [requires one](Self::require_subject), refused as `no-subject`.)
-    #[must_use]
-    pub fn fresh_client(&self, subject: Option<&str>) -> Recovered {
-        if self.subject_missing(subject) {
-            return self.without_subject(None);
-        }
-        self.fresh(subject, None, ClientInput::default())
-    }
-
-    /// A reconnect message refused whole by the transport or here (`too-large` over the
-    /// bundle cap, `malformed` when it is not a reconnect message): counted as one rejected
-    /// entry; the client starts fresh with a new salt. (Without a subject on an endpoint that
-    /// [requires one](Self::require_subject), the reason is `no-subject`.)
-    #[must_use]
-    pub fn refused(&self, reason: Reason, subject: Option<&str>) -> Recovered {
-        if self.subject_missing(subject) {
-            return self.without_subject(None);
-        }
-        self.fresh(subject, Some(reason), ClientInput::default())
     }
 
     /// No subject, and one is required: nothing is opened, the message counts as one
@@ -343,15 +583,20 @@ impl Endpoint {
             .filter(|e| matches!(e.kind.as_deref(), None | Some("recover")))
             .and_then(|e| e.salt)
             .and_then(|s| s.verbatim().and_then(|s| Salt::decode(s).ok()));
+        let context = match salt {
+            Some(salt) => self.context(salt, false, None),
+            None => self.context(Salt::generate(), true, None),
+        };
         Recovered {
             restored: Restored::default(),
             input: ClientInput::default(),
-            context: self.context(salt.as_ref(), None),
+            context,
             rejection: Some(Reason::NoSubject),
             unclaimed: 0,
             registry: self.registry.clone(),
             pending: Vec::new(),
             body: None,
+            guard: GuardVerdict::Off,
         }
     }
 
@@ -360,6 +605,7 @@ impl Endpoint {
         subject: Option<&str>,
         rejection: Option<Reason>,
         input: ClientInput,
+        g: Guarding,
     ) -> Recovered {
         if let Some(reason) = rejection {
             tracing::info!(
@@ -368,7 +614,14 @@ impl Endpoint {
                 "reconnect message rejected; treating the client as new"
             );
         }
-        let context = self.context(None, subject);
+        let salt = g.fresh_salt.unwrap_or_else(Salt::generate);
+        let mut context = self.context(salt, true, subject);
+        if let Some(link) = g.link {
+            context = context.with_guard(link);
+        }
+        if g.blocked {
+            context = context.guard_blocked();
+        }
         Recovered {
             restored: Restored::default(),
             input,
@@ -378,6 +631,68 @@ impl Endpoint {
             registry: self.registry.clone(),
             pending: Vec::new(),
             body: None,
+            guard: g.verdict,
+        }
+    }
+}
+
+/// A reconnect message before the guard: already final, a new client, or opened entries.
+enum Stage<'m> {
+    /// Final: a required subject is missing (nothing to guard).
+    Done(Box<Recovered>),
+    /// A new client, or a message refused whole: a fresh salt, nothing restored.
+    Fresh {
+        rejection: Option<Reason>,
+        input: ClientInput,
+    },
+    /// A bundle whose entries were opened (verified), not yet guarded.
+    Opened {
+        bundle: Bundle<'m>,
+        restored: Restored,
+        input: ClientInput,
+    },
+}
+
+impl Stage<'_> {
+    const fn fresh(rejection: Option<Reason>, input: ClientInput) -> Self {
+        Self::Fresh { rejection, input }
+    }
+}
+
+/// What the guard decided for one reconnect.
+struct Guarding {
+    verdict: GuardVerdict,
+    /// Where the context queues its marks.
+    link: Option<GuardLink>,
+    /// The scope's high-water marks.
+    marks: Vec<(StateKey, u64)>,
+    /// The context seals nothing.
+    blocked: bool,
+    /// The salt a new (or revoked) client gets, registered by the check (`None`: one is
+    /// drawn when needed).
+    fresh_salt: Option<Salt>,
+}
+
+impl Guarding {
+    /// No guard.
+    fn off() -> Self {
+        Self {
+            verdict: GuardVerdict::Off,
+            link: None,
+            marks: Vec::new(),
+            blocked: false,
+            fresh_salt: None,
+        }
+    }
+
+    /// The store is out of reach and the guard fails closed.
+    fn closed(fresh_salt: Option<Salt>) -> Self {
+        Self {
+            verdict: GuardVerdict::Unavailable(GuardPolicy::FailClosed),
+            link: None,
+            marks: Vec::new(),
+            blocked: true,
+            fresh_salt,
         }
     }
 }
@@ -438,6 +753,7 @@ pub struct Recovered {
     registry: Option<Arc<Registry>>,
     pending: Vec<ServerMessage>,
     body: Option<Vec<u8>>,
+    guard: GuardVerdict,
 }
 
 impl fmt::Debug for Recovered {
@@ -449,6 +765,7 @@ impl fmt::Debug for Recovered {
             .field("rejection", &self.rejection)
             .field("unclaimed", &self.unclaimed)
             .field("pending", &self.pending.len())
+            .field("guard", &self.guard)
             // The body may hold anything the user typed: its length only.
             .field("body_len", &self.body.as_ref().map(Vec::len))
             .finish_non_exhaustive()
@@ -513,6 +830,14 @@ impl Recovered {
     #[must_use]
     pub fn bundle_rejection(&self) -> Option<Reason> {
         self.rejection
+    }
+
+    /// What the [guard](crate::guard) made of this reconnect ([`GuardVerdict::Off`] without
+    /// one). The rejected entries say which were `revoked`, `rolled-back` or
+    /// `guard-unavailable`.
+    #[must_use]
+    pub const fn guard_verdict(&self) -> GuardVerdict {
+        self.guard
     }
 
     /// How many verified entries no declared slot claims (counted when the endpoint has a

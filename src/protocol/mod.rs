@@ -81,6 +81,13 @@
 //! - **Drain.** [`Drain::start`] (on SIGTERM) makes every session close with 1012; the JS
 //!   client reconnects at once, to another worker; the worker exits when its sessions are
 //!   gone ([`Drain::idle`]) or a deadline passes.
+//! - **The guard** (optional, [`Endpoint::with_guard`]; see [`guard`](crate::guard)). Every
+//!   reconnect is checked after the MAC against a store that every worker shares, in one
+//!   bounded round trip ([`Endpoint::recover_guarded`]): a revoked scope's entries are
+//!   `revoked` and the client gets a fresh salt; an entry below its key's high-water mark is
+//!   `rolled-back`; revisions continue above every mark. Seals queue their marks behind them.
+//!   When the store is unavailable the guard's policy decides (`guard-unavailable` when it
+//!   fails closed: the client keeps its salt, nothing is sealed).
 
 mod client_input;
 mod context;

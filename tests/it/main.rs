@@ -15,6 +15,9 @@ mod bundles;
 mod cli;
 mod common;
 mod encrypted;
+mod guard;
+#[cfg(feature = "redis")]
+mod guard_redis;
 mod kat;
 #[cfg(feature = "axum")]
 mod layer;
