@@ -138,8 +138,12 @@ async function post(port, path, { user, header } = {}) {
   return { status: r.status, body: await r.json().catch(() => null) };
 }
 
-/** The write-behind writes marks every 25 ms: give it a few intervals. */
-const settle = () => sleep(300);
+/**
+ * The write-behind writes a mark once it is 1 s old (the guard's default mark delay, so a
+ * worker killed right after sealing leaves no mark that would refuse what its client holds),
+ * at the next 25 ms flush: wait past that.
+ */
+const settle = () => sleep(1300);
 
 async function main() {
   // Alice builds state on worker 1: a todo (rev 1), the counter at 1 (captured), then 3.

@@ -192,6 +192,8 @@ impl GuardLink {
             subject: self.ids.subject,
             key,
             rev: rev.min(MAX_REVISION),
+            // Set by the writer (the seal's time plus the mark delay).
+            due: tokio::time::Instant::now(),
         });
     }
 }
@@ -243,6 +245,8 @@ impl Guard {
     pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
     /// The default interval of the write-behind.
     pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(25);
+    /// The default mark delay: how long after its seal a mark is written at the earliest.
+    pub const DEFAULT_MARK_DELAY: Duration = Duration::from_secs(1);
     /// The default number of queued raises that triggers a write before the interval.
     pub const DEFAULT_FLUSH_BATCH: usize = 256;
     /// The default capacity of the write-behind queue (raises; the oldest are dropped past it).
@@ -264,6 +268,7 @@ impl Guard {
             max_marks: recovery.limits().max_entries().saturating_mul(2),
             min_marks: recovery.limits().max_entries(),
             flush_interval: Self::DEFAULT_FLUSH_INTERVAL,
+            mark_delay: Self::DEFAULT_MARK_DELAY,
             flush_batch: Self::DEFAULT_FLUSH_BATCH,
             queue_capacity: Self::DEFAULT_QUEUE_CAPACITY,
             ids,
@@ -497,6 +502,7 @@ pub struct GuardBuilder {
     max_marks: usize,
     min_marks: usize,
     flush_interval: Duration,
+    mark_delay: Duration,
     flush_batch: usize,
     queue_capacity: usize,
     ids: HmacSha256,
@@ -559,6 +565,23 @@ impl GuardBuilder {
         self
     }
 
+    /// How long after its seal a revision's mark is written at the earliest
+    /// ([`Guard::DEFAULT_MARK_DELAY`], 1 s, by default; at most 60 s; zero: at the next
+    /// flush).
+    ///
+    /// A mark raised as soon as an update is sealed would refuse, as `rolled-back`, the
+    /// entry the client still holds whenever the update never reached it: a worker killed
+    /// right after sealing (its socket's unsent bytes are discarded when the kernel resets
+    /// the connection), the very case this crate is for. With the delay, a worker that dies
+    /// within it leaves no mark for what it sealed last, so nothing is lost; the price is
+    /// that a replay of an entry superseded less than the delay before its worker crashed is
+    /// not refused. A worker that stops gracefully ([`Guard::flush`] after its sessions
+    /// closed) writes every mark at once.
+    pub fn mark_delay(mut self, delay: Duration) -> Self {
+        self.mark_delay = delay;
+        self
+    }
+
     /// How many queued raises trigger a write before the interval ([`Guard::DEFAULT_FLUSH_BATCH`]).
     pub fn flush_batch(mut self, batch: usize) -> Self {
         self.flush_batch = batch;
@@ -593,6 +616,7 @@ impl GuardBuilder {
     /// # Errors
     /// [`ConfigError::InvalidLimit`] for a zero timeout, a record time to live shorter than
     /// the OTP window, fewer marks than the entry cap, a flush interval outside 1 ms to 10 s,
+    /// a mark delay over 60 s,
     /// or a zero batch or queue capacity.
     pub fn build(self) -> Result<Guard, ConfigError> {
         let invalid = |name, detail| Err(ConfigError::InvalidLimit { name, detail });
@@ -610,6 +634,9 @@ impl GuardBuilder {
             || self.flush_interval > Duration::from_secs(10)
         {
             return invalid("guard flush interval", "must be 1 ms to 10 s");
+        }
+        if self.mark_delay > Duration::from_secs(60) {
+            return invalid("guard mark delay", "must be at most 60 s");
         }
         if self.flush_batch == 0 || self.queue_capacity == 0 {
             return invalid(
@@ -633,6 +660,7 @@ impl GuardBuilder {
             batch: self.flush_batch,
             capacity: self.queue_capacity,
             write_timeout: self.write_timeout,
+            delay: self.mark_delay,
         };
         let writer = Arc::new(Writer::new(
             Arc::clone(&self.store),

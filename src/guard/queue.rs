@@ -23,6 +23,8 @@ pub(crate) struct Raise {
     pub(crate) subject: Option<StoreId>,
     pub(crate) key: StateKey,
     pub(crate) rev: u64,
+    /// When it may be written: its seal plus the mark delay (see [`WriteSettings::delay`]).
+    pub(crate) due: tokio::time::Instant,
 }
 
 /// How the writer batches.
@@ -34,6 +36,10 @@ pub(crate) struct WriteSettings {
     pub(crate) batch: usize,
     pub(crate) capacity: usize,
     pub(crate) write_timeout: Duration,
+    /// How long after its seal a mark is written at the earliest: an update that never
+    /// reached the client because its worker died within that time leaves no mark, so the
+    /// client's previous entry still restores (see `GuardBuilder::mark_delay`).
+    pub(crate) delay: Duration,
 }
 
 #[derive(Default)]
@@ -77,7 +83,9 @@ impl Writer {
 
     /// Queues a raise: a lock, a push, and at most a wake-up; never waits for the store. A
     /// full queue drops its oldest raise (counted in `marks_dropped`).
-    pub(crate) fn push(self: &Arc<Self>, raise: Raise) {
+    pub(crate) fn push(self: &Arc<Self>, mut raise: Raise) {
+        let now = tokio::time::Instant::now();
+        raise.due = now.checked_add(self.settings.delay).unwrap_or(now);
         let mut p = self.pending();
         if p.items.len() >= self.settings.capacity {
             p.items.pop_front();
@@ -111,14 +119,22 @@ impl Writer {
         }
     }
 
-    /// Takes up to one batch off the queue and writes it (bounded by the write timeout). On
-    /// failure the batch goes back to the front of the queue (the oldest raises are dropped
-    /// first if that overflows it). Returns how many raises were written.
-    pub(crate) async fn write_once(&self) -> Result<usize, StoreError> {
+    /// Takes up to one batch off the queue (only raises that are due, unless `all`) and
+    /// writes it (bounded by the write timeout). On failure the batch goes back to the front
+    /// of the queue (the oldest raises are dropped first if that overflows it). Returns how
+    /// many raises were written.
+    pub(crate) async fn write_once(&self, all: bool) -> Result<usize, StoreError> {
         let _writing = self.writing.lock().await;
         let taken: Vec<Raise> = {
             let mut p = self.pending();
-            let n = p.items.len().min(self.settings.batch.saturating_mul(4));
+            let now = tokio::time::Instant::now();
+            // Pushed in order, with one delay: the due ones are a prefix.
+            let due = if all {
+                p.items.len()
+            } else {
+                p.items.iter().take_while(|r| r.due <= now).count()
+            };
+            let n = due.min(self.settings.batch.saturating_mul(4));
             p.items.drain(..n).collect()
         };
         if taken.is_empty() {
@@ -157,6 +173,8 @@ impl Writer {
     /// Puts a batch that could not be written back in front of the queue.
     fn requeue(&self, batch: &RaiseBatch) {
         let mut p = self.pending();
+        // Due already: it was taken because it was.
+        let due = tokio::time::Instant::now();
         for scope in batch.scopes.iter().rev() {
             for (key, rev) in scope.marks.iter().rev() {
                 p.items.push_front(Raise {
@@ -164,6 +182,7 @@ impl Writer {
                     subject: scope.subject,
                     key: *key,
                     rev: *rev,
+                    due,
                 });
             }
         }
@@ -173,7 +192,9 @@ impl Writer {
         }
     }
 
-    /// Writes everything queued now (in batches), waiting for a batch in flight first.
+    /// Writes everything queued now (in batches), due or not, waiting for a batch in flight
+    /// first: for a worker that stops gracefully (its sessions were closed after their last
+    /// updates were sent).
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
         // Bounded: at most the batches the queue can hold, plus the one in flight.
         let rounds = self
@@ -183,7 +204,7 @@ impl Writer {
             .unwrap_or(0)
             .saturating_add(2);
         for _ in 0..rounds {
-            if self.write_once().await? == 0 {
+            if self.write_once(true).await? == 0 {
                 return Ok(());
             }
         }
@@ -235,7 +256,7 @@ async fn run(writer: Weak<Writer>, wake: Arc<Notify>, interval: Duration) {
         }
         let Some(w) = writer.upgrade() else { return };
         loop {
-            match w.write_once().await {
+            match w.write_once(false).await {
                 Ok(n) => {
                     if failures > 0 {
                         tracing::info!(

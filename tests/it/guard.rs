@@ -244,6 +244,47 @@ async fn revoking_a_salt_refuses_that_client_only() {
     assert_eq!((rec.restored().len(), reasons(&rec)), (1, vec![]));
 }
 
+/// A worker killed right after sealing an update the client never got (its socket reset)
+/// must not leave a mark that refuses the entry the client still holds: that would lose the
+/// state the crate exists to keep. The mark is written only after the mark delay, so a worker
+/// that dies within it leaves none; one that lives past it does, and the replay is refused.
+#[tokio::test]
+async fn a_worker_killed_right_after_sealing_leaves_no_mark_that_refuses_the_client() {
+    let r = recovery();
+    let (k1, _) = keys(&r);
+    let store: Arc<dyn GuardStore> = Arc::new(InProcessStore::new());
+    let delayed = |store: Arc<dyn GuardStore>| {
+        let guard = Guard::builder(&r, store)
+            .mark_delay(Duration::from_millis(400))
+            .build()
+            .unwrap();
+        (Endpoint::new(r.clone()).with_guard(guard.clone()), guard)
+    };
+    let mut tab = Tab::default();
+    {
+        let (a, _guard_a) = delayed(store.clone());
+        let rec = tab.connect(&a, Some("erin")).await;
+        tab.seal(&rec, k1, 1); // the client holds rev 1
+        let lost = rec.context().next_revision(k1);
+        rec.context().seal(k1, lost, 1, &"never delivered").unwrap();
+        // Many flush intervals (25 ms), but less than the delay; then the worker is gone
+        // with its queue (no flush: a SIGKILL runs no code).
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let (b, guard_b) = delayed(store);
+    let rec = tab.clone().connect(&b, Some("erin")).await;
+    assert_eq!(reasons(&rec), vec![], "the client's rev 1 restores");
+    assert!(rec.restored().raw(&k1).is_some());
+
+    // A worker that lives past the delay writes its marks: then the replay is refused.
+    let mut old = tab.clone();
+    tab.seal(&rec, k1, 2);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let rec = old.connect(&b, Some("erin")).await;
+    assert_eq!(reasons(&rec), vec![Reason::RolledBack]);
+    assert_eq!(guard_b.stats().rolled_back, 1);
+}
+
 #[tokio::test]
 async fn an_older_revision_is_rolled_back_on_another_worker() {
     let r = recovery();
@@ -469,6 +510,7 @@ async fn the_write_behind_never_blocks_a_seal_and_stays_bounded() {
         .queue_capacity(100)
         .flush_batch(10)
         .flush_interval(Duration::from_millis(1))
+        .mark_delay(Duration::ZERO)
         .write_timeout(Duration::from_millis(20))
         .build()
         .unwrap();
