@@ -40,7 +40,8 @@
 //!   `redis://127.0.0.1:6379/`; needs `--features redis`) makes every worker that has it share
 //!   revocations and high-water marks through Redis; without it each worker has its own
 //!   in-process store. `DEMO_GUARD_POLICY` (`closed`, the default, or `open`): what a worker
-//!   does when Redis is down or slow (100 ms).
+//!   does when Redis is down or slow (100 ms). `DEMO_GUARD_MARK_DELAY_MS` (default 1000): how old
+//!   a high-water mark must be before it is written (`GuardBuilder::mark_delay`).
 //!
 //! Demo-only notions, for trying the guard: a "user" (the subject entries are bound to) is a
 //! `demo_user` cookie set by the page's login form (`POST /login`, any name of 1 to 32 of
@@ -135,7 +136,14 @@ fn guard(recovery: &Recovery) -> Result<Guard, Box<dyn std::error::Error>> {
         Ok(url) if !url.is_empty() => redis_store(&url)?,
         _ => Arc::new(InProcessStore::new()),
     };
-    Ok(Guard::builder(recovery, store).policy(policy).build()?)
+    let mut builder = Guard::builder(recovery, store).policy(policy);
+    if let Ok(ms) = std::env::var("DEMO_GUARD_MARK_DELAY_MS") {
+        match ms.trim().parse::<u64>() {
+            Ok(ms @ 0..=60_000) => builder = builder.mark_delay(Duration::from_millis(ms)),
+            _ => return Err("DEMO_GUARD_MARK_DELAY_MS must be 0 to 60000".into()),
+        }
+    }
+    Ok(builder.build()?)
 }
 
 #[cfg(feature = "redis")]
