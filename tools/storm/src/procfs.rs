@@ -1,0 +1,87 @@
+//! CPU time and resident memory of processes, from /proc (and getrusage for this one).
+
+use std::time::Duration;
+
+/// Clock ticks per second of /proc/<pid>/stat (`getconf CLK_TCK`; 100 on Linux).
+const TICKS_PER_SEC: u64 = 100;
+
+/// A process's CPU time (user + system, every thread, the dead ones too) and resident set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Usage {
+    pub(crate) cpu: Duration,
+    pub(crate) rss_kb: u64,
+}
+
+/// `/proc/<pid>/stat` fields 14 and 15 and `VmRSS` of `/proc/<pid>/status`; `None` if the
+/// process is gone.
+pub(crate) fn usage(pid: u32) -> Option<Usage> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let after = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = after.split(' ');
+    // `after` starts at field 3 (state): utime is field 14, stime 15.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())?;
+    let ticks = utime.saturating_add(stime);
+    Some(Usage {
+        cpu: Duration::from_millis(ticks.saturating_mul(1000) / TICKS_PER_SEC),
+        rss_kb,
+    })
+}
+
+/// The children of `pid` (nginx's master → its worker), from /proc/<pid>/task/*/children.
+pub(crate) fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+            out.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        }
+    }
+    out
+}
+
+/// This process's CPU time (user + system), microsecond resolution.
+pub(crate) fn self_cpu() -> Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(Duration::ZERO, |u| {
+        let t = |tv: nix::sys::time::TimeVal| {
+            Duration::from_secs(u64::try_from(tv.tv_sec()).unwrap_or(0))
+                + Duration::from_micros(u64::try_from(tv.tv_usec()).unwrap_or(0))
+        };
+        t(u.user_time()) + t(u.system_time())
+    })
+}
+
+/// This process's resident set, kB.
+pub(crate) fn self_rss_kb() -> u64 {
+    usage(std::process::id()).map_or(0, |u| u.rss_kb)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        // Burn a little CPU so the tick counters move.
+        let t = std::time::Instant::now();
+        let mut x = 0_u64;
+        while t.elapsed() < Duration::from_millis(50) {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        assert!(x != 1);
+        let u = usage(std::process::id()).unwrap();
+        assert!(u.rss_kb > 100, "{u:?}");
+        assert!(self_cpu() >= Duration::from_millis(20));
+        assert!(usage(u32::MAX).is_none());
+    }
+}
