@@ -25,6 +25,22 @@ pub(crate) struct Restore {
     pub(crate) lost: Option<String>,
     /// The worker it landed on.
     pub(crate) worker: Option<u8>,
+    /// Where the time went since the last connection closed (none for a first connection).
+    pub(crate) outage: Option<Outage>,
+    /// The last handshake: started, and open (the JS client's `onopen`).
+    pub(crate) connect_started: Instant,
+    pub(crate) opened: Instant,
+}
+
+/// From a close to the next connection that opened.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outage {
+    /// When the tab saw its connection close.
+    pub(crate) closed: Instant,
+    /// The backoff delays waited, in all.
+    pub(crate) backoff: Duration,
+    /// Handshakes tried (the one that opened included).
+    pub(crate) attempts: u32,
 }
 
 /// An application message's round trip: event sent → its component's render.

@@ -322,6 +322,8 @@ struct Snapshot {
     nginx: Usage,
     tool_cpu: Duration,
     tool_rss_kb: u64,
+    /// The whole machine's busy CPU time (every core), from /proc/stat.
+    machine: Duration,
 }
 
 fn snapshot(dir: &Path, workers: u8) -> Snapshot {
@@ -341,7 +343,18 @@ fn snapshot(dir: &Path, workers: u8) -> Snapshot {
         nginx,
         tool_cpu: procfs::self_cpu(),
         tool_rss_kb: procfs::self_rss_kb(),
+        machine: procfs::machine_busy(),
     }
+}
+
+/// The 1-minute load average.
+fn loadavg() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// CPU used between two snapshots as a share of one core (0.5 = half a core).
@@ -671,7 +684,7 @@ async fn storm(args: &Args, hub: &Hub, kind: Kind, round: u32) -> Result<(Value,
     );
 
     // Until every affected tab is restored, or the bound.
-    let mut first: std::collections::HashMap<usize, (Instant, Option<String>)> =
+    let mut first: std::collections::HashMap<usize, hub::Restore> =
         std::collections::HashMap::new();
     let mut scanned = restores_from;
     let mut collateral_lost = Vec::new();
@@ -680,7 +693,7 @@ async fn storm(args: &Args, hub: &Hub, kind: Kind, round: u32) -> Result<(Value,
             let rec = hub.lock();
             for r in rec.restores.iter().skip(scanned) {
                 if affected.contains(&r.tab) {
-                    first.entry(r.tab).or_insert_with(|| (r.at, r.lost.clone()));
+                    first.entry(r.tab).or_insert_with(|| r.clone());
                 } else if let Some(l) = &r.lost {
                     collateral_lost.push(l.clone());
                 }
@@ -692,7 +705,7 @@ async fn storm(args: &Args, hub: &Hub, kind: Kind, round: u32) -> Result<(Value,
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let t_last = first.values().map(|(t, _)| *t).max().unwrap_or(t0);
+    let t_last = first.values().map(|r| r.at).max().unwrap_or(t0);
     let all_back = first.len() >= affected.len();
     let t_end = if all_back {
         t_last.max(t0)
@@ -706,17 +719,15 @@ async fn storm(args: &Args, hub: &Hub, kind: Kind, round: u32) -> Result<(Value,
     let mut landed = std::collections::BTreeMap::new();
     let (times, lost_details, in_flight, collateral_closed, rtt_before, rtt_during, lag_b, lag_d) = {
         let rec = hub.lock();
-        for r in rec.restores.iter().skip(restores_from) {
-            if affected.contains(&r.tab) && first.get(&r.tab).is_some_and(|(t, _)| *t == r.at) {
-                let w = r.worker.map_or_else(|| "?".to_owned(), |w| format!("w{w}"));
-                *landed.entry(w).or_insert(0_u64) += 1;
-            }
+        for r in first.values() {
+            let w = r.worker.map_or_else(|| "?".to_owned(), |w| format!("w{w}"));
+            *landed.entry(w).or_insert(0_u64) += 1;
         }
         let times: Vec<f64> = first
             .values()
-            .map(|(t, _)| ms(t.saturating_duration_since(t0)))
+            .map(|r| ms(r.at.saturating_duration_since(t0)))
             .collect();
-        let mut lost: Vec<String> = first.values().filter_map(|(_, l)| l.clone()).collect();
+        let mut lost: Vec<String> = first.values().filter_map(|r| r.lost.clone()).collect();
         lost.extend(collateral_lost);
         let mut in_flight = 0_u64;
         let mut collateral = 0_u64;
@@ -756,6 +767,22 @@ async fn storm(args: &Args, hub: &Hub, kind: Kind, round: u32) -> Result<(Value,
     };
     let never_back = affected.len() - first.len();
 
+    // Where the time went: signal → close seen, backoff, handshake, open → restored.
+    let mut detect = Vec::new();
+    let mut backoff = Vec::new();
+    let mut handshake = Vec::new();
+    let mut recover = Vec::new();
+    let mut attempts = std::collections::BTreeMap::new();
+    for r in first.values() {
+        if let Some(o) = r.outage {
+            detect.push(ms(o.closed.saturating_duration_since(t0)));
+            backoff.push(ms(o.backoff));
+            *attempts.entry(o.attempts.to_string()).or_insert(0_u64) += 1;
+        }
+        handshake.push(ms(r.opened.saturating_duration_since(r.connect_started)));
+        recover.push(ms(r.at.saturating_duration_since(r.opened)));
+    }
+
     // Survivors (and the victim before), nginx, this tool.
     let mut workers_json = Vec::new();
     for i in 0..usize::from(args.workers) {
@@ -779,6 +806,20 @@ async fn storm(args: &Args, hub: &Hub, kind: Kind, round: u32) -> Result<(Value,
         }
         workers_json.push(row);
     }
+    // Ours: the survivors, nginx and this tool (the machine's other work is the rest).
+    let mut ours = at_kill.nginx.cpu + at_kill.tool_cpu;
+    let mut ours_after = after.nginx.cpu + after.tool_cpu;
+    for i in 0..usize::from(args.workers) {
+        if let (Some(Some((pk, k))), Some(Some((pa, a)))) =
+            (at_kill.workers.get(i), after.workers.get(i))
+        {
+            if pk == pa {
+                ours += k.cpu;
+                ours_after += a.cpu;
+            }
+        }
+    }
+    let ours_during = share(ours, ours_after, at_kill.at, after.at);
     let storm_secs = t_end.saturating_duration_since(t0).as_secs_f64();
     let lost = lost_details.len();
     let pass = lost == 0 && never_back == 0 && (in_flight == 0 || args.allow_in_flight_loss);
@@ -798,6 +839,19 @@ async fn storm(args: &Args, hub: &Hub, kind: Kind, round: u32) -> Result<(Value,
         "landed_on": landed,
         "storm_secs": round2(storm_secs),
         "to_restored_ms": summary(times, true),
+        "breakdown_ms": {
+            "signal_to_close_seen": summary(detect, false),
+            "backoff_waited": summary(backoff, false),
+            "last_handshake": summary(handshake, false),
+            "open_to_restored": summary(recover, false),
+        },
+        "handshakes_tried": attempts,
+        "loadavg_1m": loadavg(),
+        "machine_cpu_cores": {
+            "before": round2(share(before.machine, at_kill.machine, before.at, at_kill.at)),
+            "during": round2(share(at_kill.machine, after.machine, at_kill.at, after.at)),
+        },
+        "ours_cpu_cores_during": round2(ours_during),
         "unaffected_rtt_ms": { "before": summary(rtt_before, false), "during": summary(rtt_during, false) },
         "tool_lag_ms": { "before": summary(lag_b, false), "during": summary(lag_d, false) },
         "workers": workers_json,
@@ -898,6 +952,15 @@ fn print_report(r: &Value) {
             s["nginx_cpu_share"]["before"], s["nginx_cpu_share"]["during"],
             s["tool_cpu_share"]["before"], s["tool_cpu_share"]["during"],
             fmt_ms(&s["tool_lag_ms"]["during"]["p99"]),
+        );
+        let bd = &s["breakdown_ms"];
+        let part = |k: &str| format!("{}/{}", fmt_ms(&bd[k]["median"]), fmt_ms(&bd[k]["p99"]));
+        println!(
+            "    median/p99 ms: signal → close seen {}, backoff waited {}, last handshake {}, open → restored {}; \
+             handshakes tried {}; landed on {}; machine CPU {} cores during (ours {}), load average {}",
+            part("signal_to_close_seen"), part("backoff_waited"), part("last_handshake"), part("open_to_restored"),
+            s["handshakes_tried"], s["landed_on"], s["machine_cpu_cores"]["during"], s["ours_cpu_cores_during"],
+            s["loadavg_1m"],
         );
         for l in s["lost_examples"].as_array().into_iter().flatten() {
             println!("    LOST {}", l.as_str().unwrap_or(""));

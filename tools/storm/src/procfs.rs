@@ -60,6 +60,29 @@ pub(crate) fn self_cpu() -> Duration {
     })
 }
 
+/// The machine's busy CPU time over every core since boot (/proc/stat's first line: all but
+/// idle and iowait).
+pub(crate) fn machine_busy() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return Duration::ZERO;
+    };
+    let Some(cpu) = stat.lines().next().and_then(|l| l.strip_prefix("cpu ")) else {
+        return Duration::ZERO;
+    };
+    let f: Vec<u64> = cpu
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is in user already)
+    let busy: u64 = f
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !matches!(i, 3 | 4) && *i < 8)
+        .map(|(_, v)| *v)
+        .sum();
+    Duration::from_millis(busy.saturating_mul(1000) / TICKS_PER_SEC)
+}
+
 /// This process's resident set, kB.
 pub(crate) fn self_rss_kb() -> u64 {
     usage(std::process::id()).map_or(0, |u| u.rss_kb)

@@ -18,7 +18,7 @@ use tokio::time::{sleep_until, timeout};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::hub::{Closed, Hub, Restore, Sample};
+use crate::hub::{Closed, Hub, Outage, Restore, Sample};
 use crate::model::{component, todos, Event, Model, COMPONENTS};
 use crate::schedule::{Backoff, RECONNECT};
 use crate::stash::{Absorbed, Stash};
@@ -62,6 +62,10 @@ pub(crate) struct Tab {
     first_todo: Option<u32>,
     /// Events sent so far.
     k: u64,
+    /// Since the last close: when, the backoff waited, the handshakes tried.
+    outage: Option<Outage>,
+    /// The current connection's handshake: started, opened.
+    handshake: (Instant, Instant),
 }
 
 impl Tab {
@@ -76,6 +80,8 @@ impl Tab {
             keys: [None, None, None],
             first_todo: None,
             k: 0,
+            outage: None,
+            handshake: (Instant::now(), Instant::now()),
         }
     }
 
@@ -95,14 +101,28 @@ impl Tab {
                 Some(ws_config),
                 true, // TCP_NODELAY, as browsers
             );
+            let started = Instant::now();
+            if let Some(o) = self.outage.as_mut() {
+                o.attempts += 1;
+            }
             let code = match timeout(CONNECT_TIMEOUT, connect).await {
-                Ok(Ok((ws, _response))) => self.session(ws).await,
+                Ok(Ok((ws, _response))) => {
+                    self.handshake = (started, Instant::now());
+                    self.session(ws).await
+                }
                 _ => {
                     self.hub.lock().connect_failures += 1;
                     ABNORMAL
                 }
             };
+            let now = Instant::now();
+            let outage = self.outage.get_or_insert(Outage {
+                closed: now,
+                backoff: Duration::ZERO,
+                attempts: 0,
+            });
             let delay = self.backoff.next(code == RECONNECT.drain_close_code);
+            outage.backoff += Duration::from_millis(delay);
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
     }
@@ -272,6 +292,9 @@ impl Tab {
                         at: now,
                         lost,
                         worker,
+                        outage: self.outage.take(),
+                        connect_started: self.handshake.0,
+                        opened: self.handshake.1,
                     });
                     if let Some(v) = rec.tabs.get_mut(idx) {
                         v.ready = warm;
