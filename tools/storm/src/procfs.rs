@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// Clock ticks per second of /proc/<pid>/stat (`getconf CLK_TCK`; 100 on Linux).
+/// Clock ticks per second of `/proc/<pid>/stat` (`getconf CLK_TCK`; 100 on Linux).
 const TICKS_PER_SEC: u64 = 100;
 
 /// A process's CPU time (user + system, every thread, the dead ones too) and resident set.
@@ -34,7 +34,7 @@ pub(crate) fn usage(pid: u32) -> Option<Usage> {
     })
 }
 
-/// The children of `pid` (nginx's master → its worker), from /proc/<pid>/task/*/children.
+/// The children of `pid` (nginx's master → its worker), from `/proc/<pid>/task/*/children`.
 pub(crate) fn children(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
