@@ -73,8 +73,8 @@ pub(crate) struct Record {
     pub(crate) diverged: Vec<String>,
     /// Entries the stash dropped (`onDropped`), by reason.
     pub(crate) dropped: std::collections::BTreeMap<&'static str, u64>,
-    /// Handshakes that failed (refused, 502, timeout).
-    pub(crate) connect_failures: u64,
+    /// Handshakes that failed: when, and how (`http-502`, `io-ConnectionReset`, `timeout`, ...).
+    pub(crate) connect_failures: Vec<(Instant, String)>,
     /// Events that got no render within the ack timeout.
     pub(crate) stuck: u64,
     /// How late this process's timer woke up (a 10 ms sleep, in a loop): its own lag.

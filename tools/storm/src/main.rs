@@ -324,6 +324,8 @@ struct Snapshot {
     tool_rss_kb: u64,
     /// The whole machine's busy CPU time (every core), from /proc/stat.
     machine: Duration,
+    /// The kernel's (ListenOverflows, ListenDrops).
+    listen: (u64, u64),
 }
 
 fn snapshot(dir: &Path, workers: u8) -> Snapshot {
@@ -344,7 +346,17 @@ fn snapshot(dir: &Path, workers: u8) -> Snapshot {
         tool_cpu: procfs::self_cpu(),
         tool_rss_kb: procfs::self_rss_kb(),
         machine: procfs::machine_busy(),
+        listen: procfs::listen_drops(),
     }
+}
+
+/// Counts of each string.
+fn tally<'a>(xs: impl Iterator<Item = &'a str>) -> std::collections::BTreeMap<String, u64> {
+    let mut m = std::collections::BTreeMap::new();
+    for x in xs {
+        *m.entry(x.to_owned()).or_insert(0) += 1;
+    }
+    m
 }
 
 /// The 1-minute load average.
@@ -497,7 +509,7 @@ async fn run(args: Args) -> Result<bool, String> {
             "only {ready} of {} tabs got ready within {:.0} s ({} handshakes failed); is the cluster sized for them?",
             args.clients,
             ramp_bound.as_secs_f64(),
-            rec.connect_failures
+            rec.connect_failures.len()
         ));
     }
     eprintln!(
@@ -606,7 +618,7 @@ async fn run(args: Args) -> Result<bool, String> {
         "diverged_examples": rec.diverged.iter().take(5).collect::<Vec<_>>(),
         "stuck_events": rec.stuck,
         "dropped_entries": &rec.dropped,
-        "connect_failures": rec.connect_failures,
+        "connect_failures": tally(rec.connect_failures.iter().map(|(_, k)| k.as_str())),
         "tool": {
             "cpu_secs": round2(end.tool_cpu.as_secs_f64()),
             "wall_secs": round2((end.at - start.at).as_secs_f64()),
@@ -766,6 +778,13 @@ async fn storm(args: &Args, hub: &Hub, kind: Kind, round: u32) -> Result<(Value,
         )
     };
     let never_back = affected.len() - first.len();
+    let failed_during = tally(
+        hub.lock()
+            .connect_failures
+            .iter()
+            .filter(|(t, _)| *t >= t0 && *t <= t_end)
+            .map(|(_, k)| k.as_str()),
+    );
 
     // Where the time went: signal → close seen, backoff, handshake, open → restored.
     let mut detect = Vec::new();
@@ -852,6 +871,9 @@ async fn storm(args: &Args, hub: &Hub, kind: Kind, round: u32) -> Result<(Value,
             "during": round2(share(at_kill.machine, after.machine, at_kill.at, after.at)),
         },
         "ours_cpu_cores_during": round2(ours_during),
+        "listen_overflows_during": after.listen.0.saturating_sub(at_kill.listen.0),
+        "listen_drops_during": after.listen.1.saturating_sub(at_kill.listen.1),
+        "failed_handshakes_during": failed_during,
         "unaffected_rtt_ms": { "before": summary(rtt_before, false), "during": summary(rtt_during, false) },
         "tool_lag_ms": { "before": summary(lag_b, false), "during": summary(lag_d, false) },
         "workers": workers_json,
@@ -957,9 +979,9 @@ fn print_report(r: &Value) {
         let part = |k: &str| format!("{}/{}", fmt_ms(&bd[k]["median"]), fmt_ms(&bd[k]["p99"]));
         println!(
             "    median/p99 ms: signal → close seen {}, backoff waited {}, last handshake {}, open → restored {}; \
-             handshakes tried {}; landed on {}; machine CPU {} cores during (ours {}), load average {}",
+             handshakes tried {}, failed {}; kernel listen overflows {}; landed on {}; machine CPU {} cores during (ours {}), load average {}",
             part("signal_to_close_seen"), part("backoff_waited"), part("last_handshake"), part("open_to_restored"),
-            s["handshakes_tried"], s["landed_on"], s["machine_cpu_cores"]["during"], s["ours_cpu_cores_during"],
+            s["handshakes_tried"], s["failed_handshakes_during"], s["listen_overflows_during"], s["landed_on"], s["machine_cpu_cores"]["during"], s["ours_cpu_cores_during"],
             s["loadavg_1m"],
         );
         for l in s["lost_examples"].as_array().into_iter().flatten() {

@@ -83,6 +83,28 @@ pub(crate) fn machine_busy() -> Duration {
     Duration::from_millis(busy.saturating_mul(1000) / TICKS_PER_SEC)
 }
 
+/// The kernel's listen-queue counters (/proc/net/netstat `TcpExt`): `ListenOverflows` (a
+/// connection completed but the accept queue was full) and `ListenDrops` (SYNs dropped at a
+/// listener, overflows included). Machine-wide: every listener on this machine counts.
+pub(crate) fn listen_drops() -> (u64, u64) {
+    let Ok(text) = std::fs::read_to_string("/proc/net/netstat") else {
+        return (0, 0);
+    };
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return (0, 0);
+    };
+    let get = |want: &str| {
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(n, _)| *n == want)
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (get("ListenOverflows"), get("ListenDrops"))
+}
+
 /// This process's resident set, kB.
 pub(crate) fn self_rss_kb() -> u64 {
     usage(std::process::id()).map_or(0, |u| u.rss_kb)

@@ -30,6 +30,17 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// The close code the JS client sees when a socket dies without a close frame.
 const ABNORMAL: u16 = 1006;
 
+/// A failed handshake, in a word: the proxy's HTTP status, or the I/O error's kind.
+fn failure(e: &tokio_tungstenite::tungstenite::Error) -> String {
+    use tokio_tungstenite::tungstenite::Error;
+    match e {
+        Error::Http(r) => format!("http-{}", r.status().as_u16()),
+        Error::Io(io) => format!("io-{:?}", io.kind()),
+        Error::Protocol(p) => format!("protocol-{p:?}").chars().take(60).collect(),
+        other => format!("{other}").chars().take(60).collect(),
+    }
+}
+
 /// How a tab behaves.
 #[derive(Debug, Clone)]
 pub(crate) struct TabConfig {
@@ -110,10 +121,8 @@ impl Tab {
                     self.handshake = (started, Instant::now());
                     self.session(ws).await
                 }
-                _ => {
-                    self.hub.lock().connect_failures += 1;
-                    ABNORMAL
-                }
+                Ok(Err(e)) => self.failed(failure(&e)),
+                Err(_) => self.failed("timeout".to_owned()),
             };
             let now = Instant::now();
             let outage = self.outage.get_or_insert(Outage {
@@ -125,6 +134,12 @@ impl Tab {
             outage.backoff += Duration::from_millis(delay);
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
+    }
+
+    /// A handshake that failed: counted; the JS client sees it as a close (1006).
+    fn failed(&self, how: String) -> u16 {
+        self.hub.lock().connect_failures.push((Instant::now(), how));
+        ABNORMAL
     }
 
     /// The next event's time: the mean interval × uniform(0.5, 1.5), or at once while warming.
