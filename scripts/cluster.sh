@@ -21,6 +21,9 @@
 #   NGINX_RLIMIT_NOFILE  nginx's worker_rlimit_nofile (default: not set, the inherited limit);
 #                        at most the hard `ulimit -Hn` unless nginx runs as root with
 #                        CAP_SYS_RESOURCE.
+#   NGINX_BACKLOG        the listen backlog of nginx's port (default: not set, nginx's 511; the
+#                        kernel caps it at net.core.somaxconn). A reconnect storm of more tabs
+#                        than that within a few ms overflows it (SYNs dropped, retried after 1 s).
 # Ctrl-C (or any exit) stops everything this script started.
 #
 # Per-worker settings (for rolling deploys): each time worker i is (re)started, if
@@ -45,6 +48,12 @@ if [[ -n ${NGINX_RLIMIT_NOFILE:-} ]]; then
   [[ $NGINX_RLIMIT_NOFILE =~ ^[1-9][0-9]{0,6}$ ]] ||
     { echo "NGINX_RLIMIT_NOFILE must be a positive number, not '$NGINX_RLIMIT_NOFILE'" >&2; exit 2; }
   rlimit_nofile="worker_rlimit_nofile $NGINX_RLIMIT_NOFILE;"
+fi
+backlog=
+if [[ -n ${NGINX_BACKLOG:-} ]]; then
+  [[ $NGINX_BACKLOG =~ ^[1-9][0-9]{0,6}$ ]] ||
+    { echo "NGINX_BACKLOG must be a positive number, not '$NGINX_BACKLOG'" >&2; exit 2; }
+  backlog=" backlog=$NGINX_BACKLOG"
 fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -182,7 +191,7 @@ http {
   upstream demo {
 $upstream  }
   server {
-    listen 127.0.0.1:$port;
+    listen 127.0.0.1:$port$backlog;
     location / {
       proxy_pass http://demo;
       proxy_http_version 1.1;

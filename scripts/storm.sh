@@ -28,10 +28,15 @@
 # kill,drain), THREADS (the tool's runtime threads, default 1: current-thread), KEEP=1 (keep
 # the cluster's logs). More arguments after N go to the tool as they are.
 #
-# Sizing (N tabs): nginx's worker_connections = 2N + 512 (each proxied WebSocket holds a
-# client and an upstream connection) and worker_rlimit_nofile = 2N + 1024; this shell's
-# `ulimit -n` (inherited by nginx, the workers and the tool) is raised to 2N + 1024, which
-# must fit under the hard limit (`ulimit -Hn`): otherwise it stops with a clear error.
+# Sizing (N tabs): nginx's worker_connections = 3N + 1024: each proxied WebSocket holds a
+# client and an upstream connection, and during a storm the reconnecting tabs' new pairs
+# overlap the old ones (with 2N + 512, N=5,000 ran out: "worker_connections are not enough,
+# reusing connections", and handshakes were reset). worker_rlimit_nofile = 3N + 2048, and this
+# shell's `ulimit -n` (inherited by nginx, the workers and the tool) is raised to it; it must
+# fit under the hard limit (`ulimit -Hn`), or the script stops with a clear error. nginx's
+# listen backlog = min(N, net.core.somaxconn), at least nginx's default 511: a drain storm
+# reconnects N/3 tabs within 50 ms (NGINX_BACKLOG overrides it). The workers' own backlog is
+# the demo's (tokio's 1024), unchanged.
 # Loopback only; every wait is bounded and the tool stops itself (--max-secs); everything it
 # started is stopped on any exit.
 set -euo pipefail
@@ -77,13 +82,13 @@ if ((${#busy[@]})); then
   exit 2
 fi
 
-# File descriptors: nginx holds two per tab, a worker and the tool one each.
-need=$((2 * n + 1024))
+# File descriptors: nginx holds two per tab (three during a storm), a worker and the tool one.
+need=$((3 * n + 2048))
 hard=$(ulimit -Hn)
 if [[ $hard != unlimited ]] && ((hard < need)); then
   echo "storm: N=$n needs $need open files per process (nginx: 2 per proxied WebSocket), but the" \
     "hard limit (ulimit -Hn) is $hard: raise it (as root with CAP_SYS_RESOURCE, or LimitNOFILE=" \
-    "for a service) or use N <= $(((hard - 1024) / 2))" >&2
+    "for a service) or use N <= $(((hard - 2048) / 3))" >&2
   exit 2
 fi
 if [[ $(ulimit -n) != unlimited ]] && (($(ulimit -n) < need)); then
@@ -147,10 +152,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+somaxconn=$(cat /proc/sys/net/core/somaxconn 2>/dev/null || echo 4096)
+backlog=${NGINX_BACKLOG:-$((n < 511 ? 511 : (n > somaxconn ? somaxconn : n)))}
 mkdir -p "$work/cluster" "$out_dir"
 env -u DEMO_SCHEMA -u DEMO_SEAL_AS RESPAWN=1 RESPAWN_DELAY="${RESPAWN_DELAY:-0.2}" \
   CLUSTER_DIR="$work/cluster" PORT="$port" WORKER_BASE_PORT="$base" DEMO_BIN="$bin" \
-  NGINX_WORKER_CONNECTIONS=$((2 * n + 512)) NGINX_RLIMIT_NOFILE="$need" \
+  NGINX_WORKER_CONNECTIONS=$((3 * n + 1024)) NGINX_RLIMIT_NOFILE="$need" NGINX_BACKLOG="$backlog" \
   "$root/scripts/cluster.sh" "$workers" >"$work/cluster.log" 2>&1 &
 cluster_pid=$!
 # Bounded: 120 s, enough for cluster.sh to install nginx when it is missing.
@@ -161,7 +168,7 @@ for ((t = 0; t < 1200; t++)); do
 done
 [[ -f $work/cluster/ready ]] || { echo "storm: the cluster did not start" >&2; exit 2; }
 echo "storm: cluster of $workers $profile workers on 127.0.0.1:$port (workers $((base + 1))..$((base + workers))," \
-  "worker_connections $((2 * n + 512)), worker_rlimit_nofile $need, ulimit -n $(ulimit -n))" >&2
+  "worker_connections $((3 * n + 1024)), worker_rlimit_nofile $need, listen backlog $backlog, ulimit -n $(ulimit -n))" >&2
 
 flags=()
 [[ ${STRICT_IN_FLIGHT:-0} == 1 ]] || flags+=(--allow-in-flight-loss)
