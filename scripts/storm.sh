@@ -21,6 +21,7 @@
 # in_flight_lost but do not fail the run. STRICT_IN_FLIGHT=1 makes them fail it.
 #
 # Environment: RELEASE=1 (release-built demo workers; default debug: say which with figures),
+# DEMO_BIN (a demo binary to run instead of building one; results go to storm-n<N>-custom.json),
 # PORT (nginx, default 3700), WORKER_BASE_PORT (default 3700: workers on 3701..3703), RATE
 # (events per second per tab, default 0.5), RAMP (connections per second, default 1000),
 # BEFORE (seconds measured before each storm, default 3), WAIT (seconds an affected tab has
@@ -56,7 +57,6 @@ profile=debug
 rounds=${ROUNDS:-1}
 target=${CARGO_TARGET_DIR:-$root/target}
 out_dir=$target/storm
-out=$out_dir/storm-n$n-$profile.json
 
 for p in "$port" "$base"; do
   if [[ ! $p =~ ^[1-9][0-9]*$ ]] || ((p + workers > 65535)); then
@@ -108,11 +108,20 @@ fi
 
 build=(--quiet)
 [[ $profile == release ]] && build+=(--release)
-echo "storm: building the demo ($profile) and the tool (release)..." >&2
-(cd "$root" && cargo build "${build[@]}" --example demo && cargo build --quiet --release -p state-recovery-storm)
-bin=$target/$profile/examples/demo
+if [[ -n ${DEMO_BIN:-} ]]; then
+  # Another build of the demo (an experiment): used as it is.
+  bin=$DEMO_BIN profile=custom
+  [[ -x $bin ]] || { echo "storm: DEMO_BIN=$bin is not an executable" >&2; exit 2; }
+  echo "storm: building the tool (release); the demo is $bin..." >&2
+  (cd "$root" && cargo build --quiet --release -p state-recovery-storm)
+else
+  echo "storm: building the demo ($profile) and the tool (release)..." >&2
+  (cd "$root" && cargo build "${build[@]}" --example demo && cargo build --quiet --release -p state-recovery-storm)
+  bin=$target/$profile/examples/demo
+fi
 tool=$target/release/storm
 
+out=$out_dir/storm-n$n-$profile.json
 work=$(mktemp -d /tmp/state-recovery-storm.XXXXXX)
 cluster_pid=
 tool_pid=
