@@ -15,9 +15,10 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NOTE = "kill = SIGKILL (solid), drain = SIGTERM (dashed); 3 workers behind nginx"
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
-W, H = 800, 460
-LEFT, RIGHT, TOP, BOTTOM = 64, 236, 56, 52
+W, H = 880, 460
+LEFT, RIGHT, TOP, BOTTOM = 64, 300, 56, 52
 
 
 def nice_step(span):
@@ -29,19 +30,18 @@ def nice_step(span):
 
 
 def load(paths):
-    """(label, kind, sorted samples) for every storm kind of every file, by N."""
-    curves = []
+    """(N, label, kind, storms, sorted samples): the samples of every storm of one kind with
+    the same N and label (build) pooled, over every file."""
+    pooled = {}
     for path in paths:
         with open(path, encoding="utf-8") as f:
             r = json.load(f)
-        for kind in ("kill", "drain"):
-            samples = []
-            for s in r.get("storms", []):
-                if s.get("kind") == kind:
-                    samples += s.get("to_restored_ms", {}).get("samples", [])
-            if samples:
-                curves.append((r["clients"], r.get("label", ""), kind, sorted(samples)))
-    curves.sort(key=lambda c: (c[0], c[2] != "kill"))
+        for s in r.get("storms", []):
+            key = (r["clients"], r.get("label", ""), s.get("kind"))
+            storms, samples = pooled.get(key, (0, []))
+            pooled[key] = (storms + 1, samples + s.get("to_restored_ms", {}).get("samples", []))
+    curves = [(n, label, kind, storms, sorted(xs)) for (n, label, kind), (storms, xs) in pooled.items() if xs]
+    curves.sort(key=lambda c: (c[0], c[1], c[2] != "kill"))
     return curves
 
 
@@ -51,16 +51,19 @@ def pct(xs, p):
 
 
 def svg(curves):
-    xmax = max(c[3][-1] for c in curves)
+    xmax = max(c[4][-1] for c in curves)
     step = nice_step(xmax)
     xmax = (int(xmax // step) + 1) * step
-    pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
+    labels = sorted({c[1] for c in curves if c[1]})
+    legend_h = TOP + 14 + len(curves) * 34
+    height = max(H, legend_h + 10)
+    pw, ph = W - LEFT - RIGHT, height - TOP - BOTTOM
     x = lambda v: LEFT + pw * v / xmax
     y = lambda p: TOP + ph * (1 - p)
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" viewBox="0 0 {W} {height}" '
         'font-family="sans-serif" font-size="12">',
-        f'<rect width="{W}" height="{H}" fill="white"/>',
+        f'<rect width="{W}" height="{height}" fill="white"/>',
         f'<text x="{LEFT}" y="22" font-size="14">Reconnect storms: signal → every component restored '
         "(CDF of affected tabs)</text>",
     ]
@@ -71,14 +74,14 @@ def svg(curves):
         out.append(f'<line x1="{LEFT}" y1="{y(p):.1f}" x2="{LEFT + pw}" y2="{y(p):.1f}" stroke="#ddd"/>')
         out.append(f'<text x="{LEFT - 6}" y="{y(p) + 4:.1f}" text-anchor="end">{p:g}</text>')
     out.append(f'<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>')
-    out.append(f'<text x="{LEFT + pw / 2}" y="{H - 12}" text-anchor="middle">ms after the signal</text>')
+    out.append(f'<text x="{LEFT + pw / 2}" y="{height - 12}" text-anchor="middle">ms after the signal</text>')
     out.append(
         f'<text x="16" y="{TOP + ph / 2}" text-anchor="middle" '
         f'transform="rotate(-90 16 {TOP + ph / 2})">fraction of affected tabs restored</text>'
     )
-    ns = sorted({c[0] for c in curves})
-    for j, (n, label, kind, xs) in enumerate(curves):
-        colour = COLOURS[ns.index(n) % len(COLOURS)]
+    series = sorted({(c[0], c[1]) for c in curves})
+    for j, (n, label, kind, storms, xs) in enumerate(curves):
+        colour = COLOURS[series.index((n, label)) % len(COLOURS)]
         pts = [(0.0, 0.0)]
         for i, v in enumerate(xs):
             pts.append((v, i / len(xs)))
@@ -89,13 +92,14 @@ def svg(curves):
         ly = TOP + 14 + j * 34
         lx = LEFT + pw + 14
         out.append(f'<line x1="{lx}" y1="{ly}" x2="{lx + 24}" y2="{ly}" stroke="{colour}" stroke-width="2"{dash}/>')
-        out.append(f'<text x="{lx + 30}" y="{ly + 4}">N={n:,} {kind} ({len(xs):,} tabs)</text>')
+        what = f"{storms} storms, " if storms > 1 else ""
+        build = f" {label.split()[0]}" if len(labels) > 1 else ""
+        out.append(f'<text x="{lx + 30}" y="{ly + 4}">N={n:,}{build} {kind} ({what}{len(xs):,} tabs)</text>')
         out.append(
             f'<text x="{lx + 30}" y="{ly + 18}" fill="#555">median {pct(xs, 50):.0f}, p99 {pct(xs, 99):.0f} ms</text>'
         )
-    labels = sorted({c[1] for c in curves if c[1]})
     if labels:
-        out.append(f'<text x="{LEFT}" y="{TOP - 12}" fill="#555">{", ".join(labels)}</text>')
+        out.append(f'<text x="{LEFT}" y="{TOP - 12}" fill="#555">{", ".join(labels)}; {NOTE}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
