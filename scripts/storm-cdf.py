@@ -82,10 +82,15 @@ def svg(curves):
     series = sorted({(c[0], c[1]) for c in curves})
     for j, (n, label, kind, storms, xs) in enumerate(curves):
         colour = COLOURS[series.index((n, label)) % len(COLOURS)]
+        # The empirical CDF as steps; over 400 samples, its value at 400 evenly spaced ranks
+        # (the drawing is 400 px tall at most, so nothing visible is lost).
         pts = [(0.0, 0.0)]
-        for i, v in enumerate(xs):
-            pts.append((v, i / len(xs)))
-            pts.append((v, (i + 1) / len(xs)))
+        ranks = range(len(xs)) if len(xs) <= 400 else sorted({int(k * len(xs) / 400) for k in range(400)} | {len(xs) - 1})
+        prev = 0
+        for i in ranks:
+            pts.append((xs[i], prev / len(xs)))
+            pts.append((xs[i], (i + 1) / len(xs)))
+            prev = i + 1
         path = " ".join(f"{x(v):.1f},{y(p):.1f}" for v, p in pts)
         dash = "" if kind == "kill" else ' stroke-dasharray="6,4"'
         out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.8"{dash}/>')
