@@ -123,41 +123,10 @@ tool=$target/release/storm
 
 out=$out_dir/storm-n$n-$profile.json
 work=$(mktemp -d /tmp/state-recovery-storm.XXXXXX)
-cluster_pid=
-tool_pid=
 
-# shellcheck disable=SC2317  # run by the EXIT trap
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  if [[ -n $tool_pid ]]; then
-    kill "$tool_pid" 2>/dev/null || true # timeout passes it on to the tool
-    wait "$tool_pid" 2>/dev/null || true
-  fi
-  if [[ -n $cluster_pid ]]; then
-    # cluster.sh stops its supervisors, workers and nginx on SIGTERM.
-    kill "$cluster_pid" 2>/dev/null || true
-    for ((t = 0; t < 100; t++)); do kill -0 "$cluster_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$cluster_pid" 2>/dev/null || true
-    # If it had to be SIGKILLed, whatever it started is still around: the pids it recorded.
-    for f in "$work"/cluster/w*.pid "$work"/cluster/nginx/nginx.pid; do
-      if [[ -f $f ]]; then kill "$(cat "$f")" 2>/dev/null || true; fi
-    done
-  fi
-  if [[ $rc != 0 ]]; then
-    {
-      echo "--- logs (kept in $work)"
-      tail -n 5 "$work/cluster.log" "$work"/cluster/w*.log "$work"/cluster/nginx/logs/error.log 2>/dev/null || true
-    } >&2
-    echo "storm: FAIL ($rc)" >&2
-  elif [[ ${KEEP:-0} == 1 ]]; then
-    echo "storm: PASS (logs kept in $work)" >&2
-  else
-    rm -rf "$work"
-    echo "storm: PASS" >&2
-  fi
-  exit "$rc"
-}
+run_name=storm
+# shellcheck source=cluster-run.sh
+source "$root/scripts/cluster-run.sh"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -191,8 +160,8 @@ timeout -k 5 $((max_secs + 15)) "$tool" --url "ws://127.0.0.1:$port/ws" --cluste
   --before "${BEFORE:-3}" --wait "${WAIT:-30}" --rounds "$rounds" --storms "$storms" \
   --threads "${THREADS:-1}" --max-secs "$max_secs" --label "$profile workers" --out "$out" \
   ${flags[@]+"${flags[@]}"} "$@" &
-tool_pid=$!
-wait "$tool_pid" || rc=$?
-tool_pid=
+driver_pid=$!
+wait "$driver_pid" || rc=$?
+driver_pid=
 ((rc == 124 || rc == 137)) && echo "storm: the tool timed out after $((max_secs + 15)) s" >&2
 exit "$rc"
