@@ -22,6 +22,7 @@
 #
 # Environment: RELEASE=1 (release-built demo workers; default debug: say which with figures),
 # DEMO_BIN (a demo binary to run instead of building one; results go to storm-n<N>-custom.json),
+# STORM_FIRST_JITTER_MS (an experiment: the tabs' first-retry window instead of RECONNECT's),
 # PORT (nginx, default 3700), WORKER_BASE_PORT (default 3700: workers on 3701..3703), RATE
 # (events per second per tab, default 0.5), RAMP (connections per second, default 1000),
 # BEFORE (seconds measured before each storm, default 3), WAIT (seconds an affected tab has
