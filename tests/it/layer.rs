@@ -747,6 +747,50 @@ async fn websocket_oversized_first_message_is_too_large() {
     assert_eq!(state["rev"], 1);
 }
 
+/// A request without a bundle draws no salt it never uses: none exists until something needs
+/// it (a seal, the salt message), then it is drawn once and kept; the response of a handler
+/// that seals nothing carries no salt.
+#[tokio::test]
+async fn a_request_without_a_bundle_draws_its_salt_only_when_needed() {
+    let (r, _) = recovery();
+    let k = keys(&r);
+    let endpoint = state_recovery::protocol::Endpoint::new(r.clone());
+    let fresh = endpoint.recover(None, None);
+    assert!(fresh.context().salt_issued());
+    assert!(!fresh.context().salt_drawn(), "no salt drawn yet");
+    let ctx = fresh.context();
+    let update = ctx.seal(k.counter, 1, 1, &1u32).unwrap();
+    assert!(ctx.salt_drawn(), "the first seal draws it");
+    let salt = ctx.salt().clone();
+    let msgs: Vec<Value> = fresh
+        .messages()
+        .iter()
+        .map(|m| serde_json::from_str(&m.to_json()).unwrap())
+        .collect();
+    assert_eq!(msgs[0]["salt"], salt.encode(), "the same salt, drawn once");
+    // The update is sealed under that salt.
+    let opened = r.open::<u32>(&Scope::new(&salt), update.token().as_str());
+    assert_eq!(opened.unwrap().value, 1);
+
+    // Through the layer: a handler that seals nothing and sends no messages draws none.
+    let app = Router::new()
+        .route(
+            "/",
+            get(|r: Recovered| async move {
+                let drawn = r.context().salt_drawn();
+                ([("x-drawn", if drawn { "1" } else { "0" })], "ok")
+            }),
+        )
+        .layer(StateRecoveryLayer::new(r));
+    let res = app
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-drawn"], "0");
+    assert!(res.headers().keys().all(|h| !h.as_str().contains("salt")));
+    assert!(res.headers().get("state-recovery").is_none());
+}
+
 /// The upgrade's caps: a reconnect message of exactly the bundle cap restores; one byte
 /// more is refused by the transport with close 1009 before it is buffered, and the
 /// application is never called.
