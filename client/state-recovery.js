@@ -23,12 +23,15 @@ const valid = (key, rev, token) =>
 
 /**
  * The reconnect schedule's defaults, in one table (the Rust storm tool, tools/storm, mirrors it
- * and a test there compares the two): after a close, attempt n waits
- * random(0, min(maxDelay, baseDelay * 2^min(n-1, maxDoublings))) ms (full jitter); after a
+ * and a test there compares the two): after a close, the first attempt waits
+ * random(0, firstJitter) ms (a lost worker is usually back elsewhere at once), attempt n ≥ 2
+ * random(0, min(maxDelay, baseDelay * 2^min(n-2, maxDoublings))) ms (full jitter); after a
  * close with `drainCloseCode` (the worker drains), random(0, drainJitter) ms. All in ms but the
- * last two. `connect()`'s `baseDelay`, `maxDelay` and `drainJitter` options override them.
+ * last two. `connect()`'s `firstJitter`, `baseDelay`, `maxDelay` and `drainJitter` options
+ * override them.
  */
 export const RECONNECT = Object.freeze({
+  firstJitter: 25,
   baseDelay: 250,
   maxDelay: 15000,
   drainJitter: 50,
@@ -339,23 +342,25 @@ export const headerValue = (options, input) => new Stash(options).headerValue(in
  * to the stash, `recovered` to `onRecovered` (its `limits` to the stash), the rest to `onMessage`.
  *
  * Options: those of {@link Stash} (including `onDropped`), plus `url` ("/ws", relative to the
- * page), `baseDelay` (250 ms), `maxDelay` (15 s), `drainJitter` (50 ms) (defaults from
+ * page), `firstJitter` (25 ms), `baseDelay` (250 ms), `maxDelay` (15 s), `drainJitter` (50 ms) (defaults from
  * {@link RECONNECT}), `input` (a function returning the input object; default
  * {@link formInput}), and hooks `onOpen()`,
  * `onReconnecting(attempt, delay)`, `onRecovered({restored, rejected})`, `onMessage(msg)` for
  * application messages, `onClose(event)`.
  *
- * Reconnects with exponential backoff and full jitter: delay = random(0, min(max, base * 2^(n-1)))
- * for attempt n; a `recovered` message resets n. A close with code 1012 (Service Restart: the
+ * Reconnects at once after a close (attempt 1: random(0, firstJitter)), then with exponential
+ * backoff and full jitter: delay = random(0, min(max, base * 2^(n-2))) for attempt n ≥ 2; a
+ * `recovered` message resets n. A close with code 1012 (Service Restart: the
  * worker drains) reconnects after random(0, drainJitter) instead, reported as attempt 1, and
- * resets n: a failure right after is attempt 1 again, at the base delay.
+ * resets n: a failure right after is attempt 1 again, within firstJitter.
  */
 export function connect(o = {}) {
   const stash = new Stash(o);
   const base = o.baseDelay || RECONNECT.baseDelay;
   const max = o.maxDelay || RECONNECT.maxDelay;
-  const jitter =
-    Number.isFinite(o.drainJitter) && o.drainJitter >= 0 ? o.drainJitter : RECONNECT.drainJitter;
+  const ms = (v, d) => (Number.isFinite(v) && v >= 0 ? v : d);
+  const jitter = ms(o.drainJitter, RECONNECT.drainJitter);
+  const first = ms(o.firstJitter, RECONNECT.firstJitter);
   let ws = null;
   let attempt = 0;
   let timer = null;
@@ -372,7 +377,9 @@ export function connect(o = {}) {
     if (drain) attempt = 0; // not counted: the next failure starts from the base delay
     const cap = drain
       ? jitter
-      : Math.min(max, base * 2 ** Math.min(attempt++, RECONNECT.maxDoublings));
+      : attempt++ == 0
+        ? first
+        : Math.min(max, base * 2 ** Math.min(attempt - 2, RECONNECT.maxDoublings));
     const delay = Math.round(Math.random() * cap);
     call(o.onReconnecting, attempt || 1, delay);
     timer = setTimeout(open, delay);

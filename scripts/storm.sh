@@ -22,6 +22,7 @@
 #
 # Environment: RELEASE=1 (release-built demo workers; default debug: say which with figures),
 # DEMO_BIN (a demo binary to run instead of building one; results go to storm-n<N>-custom.json),
+# STORM_FIRST_JITTER_MS (an experiment: the tabs' first-retry window instead of RECONNECT's),
 # PORT (nginx, default 3700), WORKER_BASE_PORT (default 3700: workers on 3701..3703), RATE
 # (events per second per tab, default 0.5), RAMP (connections per second, default 1000),
 # BEFORE (seconds measured before each storm, default 3), WAIT (seconds an affected tab has
@@ -36,8 +37,9 @@
 # shell's `ulimit -n` (inherited by nginx, the workers and the tool) is raised to it; it must
 # fit under the hard limit (`ulimit -Hn`), or the script stops with a clear error. nginx's
 # listen backlog = min(N, net.core.somaxconn), at least nginx's default 511: a drain storm
-# reconnects N/3 tabs within 50 ms (NGINX_BACKLOG overrides it). The workers' own backlog is
-# the demo's (tokio's 1024), unchanged.
+# reconnects N/3 tabs within 50 ms (NGINX_BACKLOG overrides it). The workers' own backlog
+# (the demo's DEMO_BACKLOG, default 4096; tokio's 1024 overflowed in 5,000-tab drains) is
+# max(N, 4096), at most 65535 (DEMO_BACKLOG overrides it); the kernel caps both at somaxconn.
 # Loopback only; every wait is bounded and the tool stops itself (--max-secs); everything it
 # started is stopped on any exit.
 set -euo pipefail
@@ -132,11 +134,14 @@ trap 'exit 130' INT TERM
 
 somaxconn=$(cat /proc/sys/net/core/somaxconn 2>/dev/null || echo 4096)
 backlog=${NGINX_BACKLOG:-$((n < 511 ? 511 : (n > somaxconn ? somaxconn : n)))}
+# The workers' (DEMO_BACKLOG): every tab may land on one survivor at once; at least the demo's
+# default 4096 (the kernel caps both at somaxconn).
+worker_backlog=${DEMO_BACKLOG:-$((n < 4096 ? 4096 : (n > 65535 ? 65535 : n)))}
 mkdir -p "$work/cluster" "$out_dir"
 env -u DEMO_SCHEMA -u DEMO_SEAL_AS RESPAWN=1 RESPAWN_DELAY="${RESPAWN_DELAY:-0.2}" \
   CLUSTER_DIR="$work/cluster" PORT="$port" WORKER_BASE_PORT="$base" DEMO_BIN="$bin" \
   NGINX_WORKER_CONNECTIONS=$((3 * n + 1024)) NGINX_RLIMIT_NOFILE="$need" NGINX_BACKLOG="$backlog" \
-  "$root/scripts/cluster.sh" "$workers" >"$work/cluster.log" 2>&1 &
+  DEMO_BACKLOG="$worker_backlog" "$root/scripts/cluster.sh" "$workers" >"$work/cluster.log" 2>&1 &
 cluster_pid=$!
 # Bounded: 120 s, enough for cluster.sh to install nginx when it is missing.
 for ((t = 0; t < 1200; t++)); do
@@ -146,7 +151,7 @@ for ((t = 0; t < 1200; t++)); do
 done
 [[ -f $work/cluster/ready ]] || { echo "storm: the cluster did not start" >&2; exit 2; }
 echo "storm: cluster of $workers $profile workers on 127.0.0.1:$port (workers $((base + 1))..$((base + workers))," \
-  "worker_connections $((3 * n + 1024)), worker_rlimit_nofile $need, listen backlog $backlog, ulimit -n $(ulimit -n))" >&2
+  "worker_connections $((3 * n + 1024)), worker_rlimit_nofile $need, listen backlog $backlog, workers' backlog $worker_backlog, ulimit -n $(ulimit -n))" >&2
 
 flags=()
 [[ ${STRICT_IN_FLIGHT:-0} == 1 ]] || flags+=(--allow-in-flight-loss)

@@ -210,10 +210,10 @@ describe("connect: reconnect", () => {
     const s = last();
     s.readyState = FakeWebSocket.CLOSED;
     s.onerror?.({ type: "error" });
-    assert.deepEqual(clock.delays, [100]);
+    assert.deepEqual(clock.delays, [RECONNECT.firstJitter]);
     // A browser also fires `close` afterwards: it must not schedule a second attempt.
     s.drop();
-    assert.deepEqual(clock.delays, [100]);
+    assert.deepEqual(clock.delays, [RECONNECT.firstJitter]);
     assert.equal(of("close").length, 1);
     // An error on an open socket is followed by its close: nothing happens on the error.
     clock.run();
@@ -223,12 +223,12 @@ describe("connect: reconnect", () => {
     live.close();
   });
 
-  it("backs off exponentially up to maxDelay (jitter at its top)", (t) => {
+  it("retries at once, then backs off exponentially up to maxDelay (jitter at its top)", (t) => {
     t.mock.method(Math, "random", () => 0.999999);
     const { live, of } = start({ baseDelay: 100, maxDelay: 1000 });
     last().accept();
     last().drop();
-    const expected = [100, 200, 400, 800, 1000, 1000, 1000];
+    const expected = [25, 100, 200, 400, 800, 1000, 1000, 1000];
     for (let i = 0; i < expected.length; i++) {
       assert.deepEqual(clock.delays, [expected[i]], `attempt ${i + 1}`);
       const n = sockets().length;
@@ -241,7 +241,7 @@ describe("connect: reconnect", () => {
     live.close();
   });
 
-  it("uses the documented defaults: 250 ms base, 15 s max", (t) => {
+  it("uses the documented defaults: 25 ms first, 250 ms base, 15 s max", (t) => {
     t.mock.method(Math, "random", () => 0.999999);
     const { live, of } = start({ baseDelay: undefined, maxDelay: undefined });
     for (let i = 0; i < 9; i++) {
@@ -250,7 +250,7 @@ describe("connect: reconnect", () => {
     }
     assert.deepEqual(
       of("reconnecting").map((c) => c[1]),
-      [250, 500, 1000, 2000, 4000, 8000, 15000, 15000, 15000],
+      [25, 250, 500, 1000, 2000, 4000, 8000, 15000, 15000],
     );
     live.close();
   });
@@ -258,7 +258,8 @@ describe("connect: reconnect", () => {
   it("takes its defaults from the exported, frozen RECONNECT table", (t) => {
     assert.ok(Object.isFrozen(RECONNECT));
     assert.deepEqual({ ...RECONNECT }, {
-      baseDelay: 250, maxDelay: 15000, drainJitter: 50, maxDoublings: 30, drainCloseCode: 1012,
+      firstJitter: 25, baseDelay: 250, maxDelay: 15000, drainJitter: 50, maxDoublings: 30,
+      drainCloseCode: 1012,
     });
     t.mock.method(Math, "random", () => 0.999999);
     const { live, of } = start({ baseDelay: undefined, maxDelay: undefined });
@@ -268,7 +269,7 @@ describe("connect: reconnect", () => {
     clock.run();
     last().drop();
     assert.deepEqual(of("reconnecting"), [
-      [1, RECONNECT.drainJitter], [1, RECONNECT.baseDelay], [2, 2 * RECONNECT.baseDelay],
+      [1, RECONNECT.drainJitter], [1, RECONNECT.firstJitter], [2, RECONNECT.baseDelay],
     ]);
     live.close();
   });
@@ -281,12 +282,12 @@ describe("connect: reconnect", () => {
       last().drop();
       clock.run();
     }
-    // caps 1000, 2000, 4000, 4000
-    assert.deepEqual(of("reconnecting"), [[1, 500], [2, 0], [3, 1000], [4, 3000]]);
+    // caps 25 (first), 1000, 2000, 4000
+    assert.deepEqual(of("reconnecting"), [[1, 13], [2, 0], [3, 500], [4, 3000]]);
     live.close();
   });
 
-  it("keeps every delay within [0, min(max, base·2^(n-1))], even after many attempts", () => {
+  it("keeps every delay within [0, first] then [0, min(max, base·2^(n-2))], even after many attempts", () => {
     const { live, of } = start({ baseDelay: 250, maxDelay: 15000 });
     for (let i = 0; i < 60; i++) {
       last().drop();
@@ -295,7 +296,7 @@ describe("connect: reconnect", () => {
     const got = of("reconnecting");
     assert.equal(got.length, 60);
     for (const [n, d] of got) {
-      const cap = Math.min(15000, 250 * 2 ** (n - 1));
+      const cap = n == 1 ? 25 : Math.min(15000, 250 * 2 ** (n - 2));
       assert.ok(Number.isInteger(d) && d >= 0 && d <= cap, `attempt ${n}: ${d} ∉ [0, ${cap}]`);
     }
     live.close();
@@ -348,7 +349,7 @@ describe("connect: reconnect", () => {
     last().accept();
     last().receive({ type: "recovered", restored: 1, rejected: 0 });
     last().drop();
-    assert.deepEqual(of("reconnecting"), [[1, 100], [2, 200], [3, 400], [4, 800], [1, 100]]);
+    assert.deepEqual(of("reconnecting"), [[1, 25], [2, 100], [3, 200], [4, 400], [1, 25]]);
     live.close();
   });
 
@@ -359,7 +360,7 @@ describe("connect: reconnect", () => {
     const { live, of } = start();
     assert.equal(sockets().length, 0);
     assert.equal(err.mock.callCount(), 1);
-    assert.deepEqual(of("reconnecting"), [[1, 250]]);
+    assert.deepEqual(of("reconnecting"), [[1, 25]]);
     clock.run();
     assert.equal(sockets().length, 1);
     live.close();
@@ -611,10 +612,10 @@ describe("connect: drain (close 1012)", () => {
     assert.equal(sockets().length, 5, "a new socket");
     last().accept();
     assert.deepEqual(last().messages[0].entries, [tok(1)], "recovering as usual");
-    last().drop(); // a failure right after the drain: the base delay again
+    last().drop(); // a failure right after the drain: attempt 1 again, then the base delay
     clock.run();
     last().drop();
-    assert.deepEqual(of("reconnecting"), [[1, 100], [2, 200], [3, 400], [1, 50], [1, 100], [2, 200]]);
+    assert.deepEqual(of("reconnecting"), [[1, 25], [2, 100], [3, 200], [1, 50], [1, 25], [2, 100]]);
     live.close();
   });
 
@@ -656,6 +657,20 @@ describe("connect: drain (close 1012)", () => {
     }
   });
 
+  it("firstJitter sets the first retry's window; invalid values fall back to 25", (t) => {
+    t.mock.method(Math, "random", () => 0.999999);
+    for (const [jitter, want] of [
+      [0, 0], [10, 10], [250, 250], [undefined, 25], [null, 25], [-1, 25], [NaN, 25], [Infinity, 25], ["20", 25],
+    ]) {
+      const { live, of } = start({ firstJitter: jitter, baseDelay: 100 });
+      last().drop();
+      clock.run();
+      last().drop();
+      assert.deepEqual(of("reconnecting"), [[1, want], [2, 100]], String(jitter));
+      live.close();
+    }
+  });
+
   it("other close codes keep the exponential backoff", (t) => {
     t.mock.method(Math, "random", () => 0.999999);
     const { live, of } = start({ baseDelay: 100, maxDelay: 10000 });
@@ -664,7 +679,7 @@ describe("connect: drain (close 1012)", () => {
       last().drop(code);
       clock.run();
     }
-    assert.deepEqual(of("reconnecting").map((c) => c[1]), [100, 200, 400, 800, 1600, 3200, 6400]);
+    assert.deepEqual(of("reconnecting").map((c) => c[1]), [25, 100, 200, 400, 800, 1600, 3200]);
     live.close();
   });
 

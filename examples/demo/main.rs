@@ -28,6 +28,8 @@
 //!   message (text or binary; pings do not count) for that long is closed (code 1000,
 //!   reason `idle`). The JS client reconnects and recovers, so an open tab costs one
 //!   reconnect per period, and a peer that vanished without closing is gone after it.
+//! - `DEMO_BACKLOG` (default 4096, at most 65535): the listen backlog (the kernel caps it at
+//!   `net.core.somaxconn`); a storm reconnects thousands of tabs at once.
 //! - `DEMO_HEADER_TIMEOUT_SECS` (default 10): an HTTP/1 connection that does not send a
 //!   request's complete headers within that long (including an idle keep-alive connection)
 //!   is closed.
@@ -175,6 +177,35 @@ fn env_secs(name: &str, default: u64) -> Result<Duration, String> {
     }
 }
 
+/// `DEMO_BACKLOG`: the listen backlog (1 to 65535; default 4096). The kernel caps it at
+/// `net.core.somaxconn`.
+fn env_backlog() -> Result<u32, String> {
+    match std::env::var("DEMO_BACKLOG") {
+        Err(_) => Ok(DEFAULT_BACKLOG),
+        Ok(v) => match v.trim().parse::<u32>() {
+            Ok(n @ 1..=65_535) => Ok(n),
+            _ => Err("DEMO_BACKLOG must be a whole number from 1 to 65535".to_owned()),
+        },
+    }
+}
+
+/// The listen backlog unless `DEMO_BACKLOG` says otherwise: tokio's `TcpListener::bind` uses
+/// 1024, which overflowed when a third of 5,000 tabs reconnected at once (BENCHMARKS.md).
+const DEFAULT_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with `backlog`, `SO_REUSEADDR` set as `TcpListener::bind` sets it (so
+/// a restarted worker binds its port at once).
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
 /// `timeout` from now (at most a week, so it cannot overflow).
 fn idle_deadline(timeout: Duration) -> tokio::time::Instant {
     let now = tokio::time::Instant::now();
@@ -276,7 +307,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(addr) => addr,
         Err(_) => format!("{bind}:{port}").parse()?,
     };
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = listen(addr, env_backlog()?)?;
     eprintln!(
         "worker {worker} (state schema {}) listening on http://{}",
         Wizard::current_schema(),

@@ -23,6 +23,7 @@ pub(crate) struct Config {
     pub(crate) client_path: Option<String>,
     pub(crate) subject: Option<Arc<SubjectFn>>,
     pub(crate) first_message_timeout: Duration,
+    pub(crate) max_message_bytes: usize,
     pub(crate) drain: Option<Drain>,
     pub(crate) origins: OriginPolicy,
 }
@@ -63,6 +64,7 @@ impl fmt::Debug for StateRecoveryLayer {
             .field("client_path", &c.client_path)
             .field("subject", &c.subject.is_some())
             .field("first_message_timeout", &c.first_message_timeout)
+            .field("max_message_bytes", &c.max_message_bytes)
             .field("drain", &c.drain.is_some())
             .field("origins", &c.origins)
             .finish()
@@ -74,6 +76,8 @@ impl StateRecoveryLayer {
     pub const DEFAULT_CLIENT_PATH: &'static str = "/state-recovery.js";
     /// How long a WebSocket session waits for the reconnect message by default.
     pub const DEFAULT_FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The largest application message a WebSocket session accepts by default: 64 KiB.
+    pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
     /// A layer around a configured [`Recovery`].
     pub fn new(recovery: Recovery) -> Self {
@@ -83,6 +87,7 @@ impl StateRecoveryLayer {
                 client_path: Some(Self::DEFAULT_CLIENT_PATH.to_owned()),
                 subject: None,
                 first_message_timeout: Self::DEFAULT_FIRST_MESSAGE_TIMEOUT,
+                max_message_bytes: Self::DEFAULT_MAX_MESSAGE_BYTES,
                 drain: None,
                 origins: OriginPolicy::SameHost,
             }),
@@ -155,6 +160,23 @@ impl StateRecoveryLayer {
     /// the client as new.
     pub fn with_first_message_timeout(self, timeout: Duration) -> Self {
         self.map(|c| c.first_message_timeout = timeout)
+    }
+
+    /// The largest message (and frame) a WebSocket session accepts from the client, besides
+    /// the reconnect message, which may be as large as
+    /// [`Limits::max_bundle_bytes`](crate::Limits::max_bundle_bytes) (1 MiB by default). Default
+    /// [`DEFAULT_MAX_MESSAGE_BYTES`](Self::DEFAULT_MAX_MESSAGE_BYTES) (64 KiB).
+    ///
+    /// [`RecoverySocket`](super::RecoverySocket) sizes its upgrade from these limits: the
+    /// transport refuses any message or frame over the larger of the two, before buffering
+    /// it, by closing the socket with code **1009** (Message Too Big); the read and write
+    /// buffers are 8 KiB (they grow for a larger message), instead of tungstenite's 128 KiB
+    /// each, which it keeps resident for every socket; the write buffer may grow to 8 KiB plus
+    /// twice that cap while the client reads slowly (so that is also the largest message the
+    /// session can send). See [`RecoverySocket`](super::RecoverySocket) for the figures and
+    /// [`map_upgrade`](super::RecoverySocket::map_upgrade) to change any of them.
+    pub fn with_max_message_bytes(self, n: usize) -> Self {
+        self.map(|c| c.max_message_bytes = n)
     }
 
     /// The application's declared slots: every reconnect message is then checked for

@@ -33,6 +33,24 @@ const FORBIDDEN_ORIGIN: &str = "state-recovery: WebSocket upgrade refused: origi
 /// another site cannot open the user's session (cross-site WebSocket hijacking). A request
 /// without `Origin` (not a browser) passes. Its other rejections are the `WebSocketUpgrade`
 /// rejection, or a 500 if the layer is missing.
+///
+/// # Buffers and caps
+/// The upgrade is sized for small messages (override any of it with
+/// [`map_upgrade`](Self::map_upgrade)):
+///
+/// | setting | value | tungstenite's default |
+/// |---|---|---|
+/// | `read_buffer_size`, `write_buffer_size` | [`BUFFER_BYTES`](Self::BUFFER_BYTES) (8 KiB) | 128 KiB each |
+/// | `max_message_size`, `max_frame_size` | the larger of [`Limits::max_bundle_bytes`](crate::Limits::max_bundle_bytes) and [`with_max_message_bytes`](super::StateRecoveryLayer::with_max_message_bytes) (1 MiB and 64 KiB by default) | 64 MiB, 16 MiB |
+/// | `max_write_buffer_size` | 8 KiB + twice that cap | unlimited |
+///
+/// tungstenite zero-fills its whole read buffer on every read and keeps it resident, so the
+/// stock 128 KiB cost ~143 kB of RSS per idle connection (18 kB with 8 KiB; BENCHMARKS.md).
+/// A client message over the cap is refused before it is buffered: the session closes the
+/// socket with code **1009** (Message Too Big, reason
+/// [`TOO_BIG_CLOSE_REASON`](Self::TOO_BIG_CLOSE_REASON)) and ends (the first message: the
+/// callback is not called; later: [`RecoverySession::recv`] returns the error). The JS
+/// client never sends a reconnect message over the bundle cap the server announced.
 #[derive(Debug)]
 pub struct RecoverySocket {
     upgrade: WebSocketUpgrade,
@@ -63,11 +81,29 @@ impl<S: Send + Sync> FromRequestParts<S> for RecoverySocket {
         let upgrade = WebSocketUpgrade::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
+        let cap = handle
+            .recovery()
+            .limits()
+            .max_bundle_bytes()
+            .max(handle.config.max_message_bytes);
+        let upgrade = upgrade
+            .read_buffer_size(Self::BUFFER_BYTES)
+            .write_buffer_size(Self::BUFFER_BYTES)
+            .max_write_buffer_size(Self::BUFFER_BYTES.saturating_add(cap.saturating_mul(2)))
+            .max_message_size(cap)
+            .max_frame_size(cap);
         Ok(Self { upgrade, handle })
     }
 }
 
 impl RecoverySocket {
+    /// The read and write buffers' size (each grows for a larger message).
+    pub const BUFFER_BYTES: usize = 8 * 1024;
+    /// The close code for a client message over the cap: 1009, Message Too Big.
+    pub const TOO_BIG_CLOSE_CODE: u16 = 1009;
+    /// The close reason sent with [`TOO_BIG_CLOSE_CODE`](Self::TOO_BIG_CLOSE_CODE).
+    pub const TOO_BIG_CLOSE_REASON: &'static str = "message too big";
+
     /// Changes the upgrade's settings (e.g. `max_message_size`, protocols). The reconnect
     /// message is held to the bundle cap whatever the transport allows, but a transport cap
     /// stops a huge frame before it is buffered.
@@ -244,7 +280,7 @@ impl RecoverySession {
                         return Some(Err(e));
                     }
                 }
-                m = self.socket.recv() => return m,
+                m = self.socket.recv() => return refuse_too_big(&mut self.socket, m).await,
             }
         }
     }
@@ -337,10 +373,38 @@ fn drain_close() -> Message {
     }))
 }
 
+/// A read that failed because the client's message is over the cap: closes the socket with
+/// 1009 (the stream cannot go on after it) and logs it; passes everything else on.
+async fn refuse_too_big(
+    socket: &mut WebSocket,
+    m: Option<Result<Message, axum::Error>>,
+) -> Option<Result<Message, axum::Error>> {
+    if let Some(Err(e)) = &m {
+        let too_big = std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<tungstenite::Error>())
+            .is_some_and(|t| matches!(t, tungstenite::Error::Capacity(_)));
+        if too_big {
+            tracing::info!(
+                target: "state_recovery",
+                reason = "message-too-big",
+                "client message over the WebSocket cap; closing with 1009"
+            );
+            let _ = socket
+                .send(Message::Close(Some(CloseFrame {
+                    code: RecoverySocket::TOO_BIG_CLOSE_CODE,
+                    reason: RecoverySocket::TOO_BIG_CLOSE_REASON.into(),
+                })))
+                .await;
+        }
+    }
+    m
+}
+
 /// The next text or binary message; `None` once the socket closes or fails.
 async fn next_data(socket: &mut WebSocket) -> Option<Message> {
     loop {
-        match socket.recv().await? {
+        let m = socket.recv().await;
+        match refuse_too_big(socket, m).await? {
             Ok(m @ (Message::Text(_) | Message::Binary(_))) => return Some(m),
             Ok(Message::Ping(_) | Message::Pong(_)) => {}
             Ok(Message::Close(_)) | Err(_) => return None,

@@ -137,14 +137,13 @@ impl Endpoint {
         self.require_subject && subject.is_none()
     }
 
-    /// A context for `salt` (`issued`: the client must be sent it), carrying the endpoint's
-    /// refresh and subject settings.
-    fn context(&self, salt: Salt, issued: bool, subject: Option<&str>) -> RecoveryContext {
+    /// A context for the client's `salt`, or (`None`) for a salt issued to it, drawn when
+    /// first needed, carrying the endpoint's refresh and subject settings.
+    fn context(&self, salt: Option<Salt>, issued: bool, subject: Option<&str>) -> RecoveryContext {
         let subject = subject.map(str::to_owned);
-        let context = if issued {
-            RecoveryContext::issued(self.recovery.clone(), salt, subject)
-        } else {
-            RecoveryContext::new(self.recovery.clone(), salt, subject)
+        let context = match salt {
+            Some(salt) if !issued => RecoveryContext::new(self.recovery.clone(), salt, subject),
+            salt => RecoveryContext::issued(self.recovery.clone(), salt, subject),
         };
         let context = if self.refresh {
             context
@@ -464,7 +463,7 @@ impl Endpoint {
                     }
                     // The client's salt is kept (no `salt` message): its stash survives.
                     let context = self
-                        .context(bundle.salt().clone(), false, subject)
+                        .context(Some(bundle.salt().clone()), false, subject)
                         .guard_blocked();
                     Recovered {
                         restored,
@@ -502,7 +501,7 @@ impl Endpoint {
         input: ClientInput,
         g: Guarding,
     ) -> Recovered {
-        let mut context = self.context(bundle.salt().clone(), false, subject);
+        let mut context = self.context(Some(bundle.salt().clone()), false, subject);
         if let Some(link) = g.link {
             context = context.with_guard(link);
         }
@@ -584,8 +583,8 @@ impl Endpoint {
             .and_then(|e| e.salt)
             .and_then(|s| s.verbatim().and_then(|s| Salt::decode(s).ok()));
         let context = match salt {
-            Some(salt) => self.context(salt, false, None),
-            None => self.context(Salt::generate(), true, None),
+            Some(salt) => self.context(Some(salt), false, None),
+            None => self.context(None, true, None),
         };
         Recovered {
             restored: Restored::default(),
@@ -614,8 +613,9 @@ impl Endpoint {
                 "reconnect message rejected; treating the client as new"
             );
         }
-        let salt = g.fresh_salt.unwrap_or_else(Salt::generate);
-        let mut context = self.context(salt, true, subject);
+        // Without a guard the salt is drawn when something needs it (a seal, the salt
+        // message or header); a request that seals nothing draws none.
+        let mut context = self.context(g.fresh_salt, true, subject);
         if let Some(link) = g.link {
             context = context.with_guard(link);
         }

@@ -732,7 +732,11 @@ async fn websocket_oversized_first_message_is_too_large() {
     let k = keys(&r);
     let s = salt(12);
     let token = seal(&r, &s, k.counter, 5, &7u32);
-    let url = serve_ws(r, Duration::from_secs(5)).await;
+    // A transport cap above the bundle cap, so the message reaches the endpoint.
+    let url = serve_ws_with(r, |l| {
+        l.with_max_message_bytes(4 * Limits::DEFAULT_MAX_BUNDLE_BYTES)
+    })
+    .await;
     let mut msg = message(Some(&s), &[token.as_str()]);
     msg["input"] = json!({"f": {"pad": "x".repeat(Limits::DEFAULT_MAX_BUNDLE_BYTES)}});
     let mut c = connect(&url, Some(msg.to_string())).await;
@@ -741,6 +745,90 @@ async fn websocket_oversized_first_message_is_too_large() {
     // Nothing was restored: the counter starts over.
     let state = recv_json(&mut c).await;
     assert_eq!(state["rev"], 1);
+}
+
+/// A request without a bundle draws no salt it never uses: none exists until something needs
+/// it (a seal, the salt message), then it is drawn once and kept; the response of a handler
+/// that seals nothing carries no salt.
+#[tokio::test]
+async fn a_request_without_a_bundle_draws_its_salt_only_when_needed() {
+    let (r, _) = recovery();
+    let k = keys(&r);
+    let endpoint = state_recovery::protocol::Endpoint::new(r.clone());
+    let fresh = endpoint.recover(None, None);
+    assert!(fresh.context().salt_issued());
+    assert!(!fresh.context().salt_drawn(), "no salt drawn yet");
+    let ctx = fresh.context();
+    let update = ctx.seal(k.counter, 1, 1, &1u32).unwrap();
+    assert!(ctx.salt_drawn(), "the first seal draws it");
+    let salt = ctx.salt().clone();
+    let msgs: Vec<Value> = fresh
+        .messages()
+        .iter()
+        .map(|m| serde_json::from_str(&m.to_json()).unwrap())
+        .collect();
+    assert_eq!(msgs[0]["salt"], salt.encode(), "the same salt, drawn once");
+    // The update is sealed under that salt.
+    let opened = r.open::<u32>(&Scope::new(&salt), update.token().as_str());
+    assert_eq!(opened.unwrap().value, 1);
+
+    // Through the layer: a handler that seals nothing and sends no messages draws none.
+    let app = Router::new()
+        .route(
+            "/",
+            get(|r: Recovered| async move {
+                let drawn = r.context().salt_drawn();
+                ([("x-drawn", if drawn { "1" } else { "0" })], "ok")
+            }),
+        )
+        .layer(StateRecoveryLayer::new(r));
+    let res = app
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-drawn"], "0");
+    assert!(res.headers().keys().all(|h| !h.as_str().contains("salt")));
+    assert!(res.headers().get("state-recovery").is_none());
+}
+
+/// The upgrade's caps: a reconnect message of exactly the bundle cap restores; one byte
+/// more is refused by the transport with close 1009 before it is buffered, and the
+/// application is never called.
+#[tokio::test]
+async fn websocket_messages_over_the_cap_are_closed_with_1009() {
+    let (r, _) = recovery();
+    let k = keys(&r);
+    let s = salt(12);
+    let token = seal(&r, &s, k.counter, 5, &7u32);
+    let url = serve_ws(r, Duration::from_secs(5)).await;
+    let sized = |n: usize| {
+        let mut msg = message(Some(&s), &[token.as_str()]);
+        msg["input"] = json!({"f": {"pad": ""}});
+        let pad = n - msg.to_string().len();
+        msg["input"] = json!({"f": {"pad": "x".repeat(pad)}});
+        let text = msg.to_string();
+        assert_eq!(text.len(), n);
+        text
+    };
+
+    // At the cap: restored, and the counter goes on from 7.
+    let mut c = connect(&url, Some(sized(Limits::DEFAULT_MAX_BUNDLE_BYTES))).await;
+    assert_eq!(recv_json(&mut c).await, recovered_msg(1, 0));
+    assert_eq!(recv_json(&mut c).await["rev"], 6);
+
+    // One byte over: close 1009, nothing else.
+    let mut c = connect(&url, Some(sized(Limits::DEFAULT_MAX_BUNDLE_BYTES + 1))).await;
+    let next = tokio::time::timeout(Duration::from_secs(10), c.next())
+        .await
+        .unwrap();
+    match next {
+        Some(Ok(Message::Close(Some(frame)))) => {
+            assert_eq!(u16::from(frame.code), RecoverySocket::TOO_BIG_CLOSE_CODE);
+            assert_eq!(frame.reason.as_str(), RecoverySocket::TOO_BIG_CLOSE_REASON);
+        }
+        other => panic!("expected close 1009, got {other:?}"),
+    }
+    assert_eq!(RecoverySocket::TOO_BIG_CLOSE_CODE, 1009);
 }
 
 /// With the application's registry, verified entries that no declared slot claims are

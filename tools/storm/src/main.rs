@@ -597,6 +597,7 @@ async fn run(args: Args) -> Result<bool, String> {
         "rate_per_tab": args.rate,
         "threads": args.threads,
         "reconnect": {
+            "first_jitter_ms": schedule::first_jitter(),
             "base_delay_ms": schedule::RECONNECT.base_delay,
             "max_delay_ms": schedule::RECONNECT.max_delay,
             "drain_jitter_ms": schedule::RECONNECT.drain_jitter,

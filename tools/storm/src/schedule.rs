@@ -7,7 +7,9 @@ use rand::Rng;
 /// The reconnect schedule's constants (`RECONNECT` in client/state-recovery.js).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Reconnect {
-    /// `baseDelay`, ms: the first retry waits random(0, base).
+    /// `firstJitter`, ms: the first retry after a close waits random(0, first).
+    pub(crate) first_jitter: u64,
+    /// `baseDelay`, ms: attempt n ≥ 2 waits random(0, min(max, base · 2^(n−2))).
     pub(crate) base_delay: u64,
     /// `maxDelay`, ms: the cap of the exponential backoff.
     pub(crate) max_delay: u64,
@@ -21,12 +23,25 @@ pub(crate) struct Reconnect {
 
 /// The JS client's defaults.
 pub(crate) const RECONNECT: Reconnect = Reconnect {
+    first_jitter: 25,
     base_delay: 250,
     max_delay: 15_000,
     drain_jitter: 50,
     max_doublings: 30,
     drain_close_code: 1012,
 };
+
+/// The first retry's window the tool uses: [`RECONNECT`]'s, unless `STORM_FIRST_JITTER_MS`
+/// sets another (an experiment: the JS client's `firstJitter` option).
+pub(crate) fn first_jitter() -> u64 {
+    static FIRST: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *FIRST.get_or_init(|| {
+        std::env::var("STORM_FIRST_JITTER_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(RECONNECT.first_jitter)
+    })
+}
 
 /// `schedule(drain)` of `connect()`: the attempt counter, reset by `recovered` and by a drain.
 #[derive(Debug, Default, Clone)]
@@ -37,15 +52,24 @@ pub(crate) struct Backoff {
 impl Backoff {
     /// The delay (ms) before the next attempt after a close, drain or not, and the attempt
     /// number `onReconnecting` would report. `random` is `Math.random()`: in [0, 1).
+    #[cfg(test)]
     pub(crate) fn next_with(&mut self, drain: bool, random: f64) -> (u32, u64) {
+        self.next_with_first(drain, random, RECONNECT.first_jitter)
+    }
+
+    /// [`next_with`](Self::next_with) with another first retry window (`firstJitter`).
+    pub(crate) fn next_with_first(&mut self, drain: bool, random: f64, first: u64) -> (u32, u64) {
         let table = RECONNECT;
         if drain {
             self.attempt = 0;
         }
         let cap = if drain {
             table.drain_jitter
+        } else if self.attempt == 0 {
+            self.attempt = 1;
+            first
         } else {
-            let doublings = self.attempt.min(table.max_doublings);
+            let doublings = (self.attempt - 1).min(table.max_doublings);
             self.attempt = self.attempt.saturating_add(1);
             let grown = table
                 .base_delay
@@ -65,7 +89,7 @@ impl Backoff {
     /// [`next_with`](Self::next_with) with a fresh random number.
     pub(crate) fn next(&mut self, drain: bool) -> u64 {
         let r: f64 = rand::rng().random();
-        self.next_with(drain, r).1
+        self.next_with_first(drain, r, first_jitter()).1
     }
 
     /// A `recovered` message resets the attempts.
@@ -110,6 +134,7 @@ mod tests {
     fn the_table_is_the_js_clients() {
         let t = RECONNECT;
         let ours = [
+            ("firstJitter", t.first_jitter),
             ("baseDelay", t.base_delay),
             ("maxDelay", t.max_delay),
             ("drainJitter", t.drain_jitter),
@@ -134,6 +159,7 @@ mod tests {
         // connect() takes every default from RECONNECT: no literal of it is left in there.
         let connect = &JS[JS.find("export function connect(").unwrap()..];
         for used in [
+            "RECONNECT.firstJitter",
             "RECONNECT.baseDelay",
             "RECONNECT.maxDelay",
             "RECONNECT.drainJitter",
@@ -142,7 +168,16 @@ mod tests {
         ] {
             assert!(connect.contains(used), "connect() does not use {used}");
         }
-        for literal in ["|| 250", "|| 15000", ": 50;", "attempt++, 30)", "== 1012"] {
+        for literal in [
+            "|| 250",
+            "|| 15000",
+            ": 50;",
+            ", 50)",
+            ", 25)",
+            "attempt++, 30)",
+            "- 2, 30)",
+            "== 1012",
+        ] {
             assert!(
                 !connect.contains(literal),
                 "connect() still has `{literal}`"
@@ -168,24 +203,27 @@ mod tests {
         assert_eq!(crate_limits.max_entries(), l.max_entries);
     }
 
-    /// The JS tests' sequences: doubling from the base, capped, reset by `recovered` and by
-    /// a drain; delays are round(random × cap).
+    /// The JS tests' sequences: a first retry within `firstJitter`, then doubling from the
+    /// base, capped, reset by `recovered` and by a drain; delays are round(random × cap).
     #[test]
     fn the_schedule_is_the_js_clients() {
         let mut b = Backoff::default();
         let top = 0.999_999;
         let got: Vec<u64> = (0..9).map(|_| b.next_with(false, top).1).collect();
-        assert_eq!(got, [250, 500, 1000, 2000, 4000, 8000, 15000, 15000, 15000]);
+        assert_eq!(got, [25, 250, 500, 1000, 2000, 4000, 8000, 15000, 15000]);
         assert_eq!(b.next_with(true, top), (1, 50));
         assert_eq!(
             b.next_with(false, top),
-            (1, 250),
+            (1, 25),
             "a drain resets the attempts"
         );
-        assert_eq!(b.next_with(false, 0.5), (2, 250));
+        assert_eq!(b.next_with(false, 0.5), (2, 125));
         b.reset();
         assert_eq!(b.next_with(false, 0.0), (1, 0));
-        assert_eq!(b.next_with(false, 0.25), (2, 125));
+        assert_eq!(b.next_with(false, 0.5), (2, 125));
+        assert_eq!(b.next_with(false, 0.25), (3, 125));
+        b.reset();
+        assert_eq!(b.next_with_first(false, top, 10), (1, 10));
         for _ in 0..100 {
             let (_, d) = b.next_with(false, top);
             assert!(d <= 15_000);
