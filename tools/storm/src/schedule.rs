@@ -57,7 +57,7 @@ impl Backoff {
         self.next_with_first(drain, random, RECONNECT.first_jitter)
     }
 
-    /// [`next_with`](Self::next_with) with another first retry window (`firstJitter`).
+    /// `next_with` with another first retry window (`firstJitter`).
     pub(crate) fn next_with_first(&mut self, drain: bool, random: f64, first: u64) -> (u32, u64) {
         let table = RECONNECT;
         if drain {
@@ -86,7 +86,7 @@ impl Backoff {
         (self.attempt.max(1), delay)
     }
 
-    /// [`next_with`](Self::next_with) with a fresh random number.
+    /// `next_with` with a fresh random number.
     pub(crate) fn next(&mut self, drain: bool) -> u64 {
         let r: f64 = rand::rng().random();
         self.next_with_first(drain, r, first_jitter()).1
