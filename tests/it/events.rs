@@ -132,6 +132,61 @@ impl Tab {
     }
 }
 
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next text frame, as JSON (bounded wait).
+pub async fn next_frame(ws: &mut Ws) -> Value {
+    use futures_util::StreamExt as _;
+    loop {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("no frame in 10 s")
+            .expect("socket closed")
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+            return serde_json::from_str(t.as_str()).unwrap();
+        }
+    }
+}
+
+/// Opens a connection for `tab` at `url`: the handshake up to the first `render`, with the
+/// resends sent right after `recovered`.
+pub async fn open(url: &str, tab: &mut Tab) -> Ws {
+    use futures_util::SinkExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws.send(Message::text(tab.hello())).await.unwrap();
+    loop {
+        let m = next_frame(&mut ws).await;
+        for text in tab.take(&m.to_string()) {
+            ws.send(Message::text(text)).await.unwrap();
+        }
+        if m["type"] == "render" {
+            return ws;
+        }
+    }
+}
+
+/// Takes frames until every event `tab` sent is acknowledged.
+pub async fn settle(ws: &mut Ws, tab: &mut Tab) {
+    while !tab.queue.is_empty() {
+        let f = next_frame(ws).await.to_string();
+        tab.take(&f);
+    }
+}
+
+/// Sends `{"type":"inc"}` (numbered when the server announced `applied`) and waits for its
+/// acknowledgement.
+pub async fn click(ws: &mut Ws, tab: &mut Tab) {
+    use futures_util::SinkExt as _;
+    let text = tab.send(json!({"type": "inc"}));
+    ws.send(tokio_tungstenite::tungstenite::Message::text(text))
+        .await
+        .unwrap();
+    settle(ws, tab).await;
+}
+
 /// Where a worker dies while handling an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cut {

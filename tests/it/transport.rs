@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::recovery;
-use crate::events::{Cut, Tab};
+use crate::events::{click, open, settle, Cut, Tab};
 
 /// A "worker": accepts WebSockets, reads the reconnect message first, restores the counter,
 /// answers `recovered` and the first render in one flush, then counts `inc` events.
@@ -215,36 +215,6 @@ impl Killable {
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
-
-/// Opens a connection for `tab`: the handshake, and the resends after `recovered`.
-async fn open(url: &str, tab: &mut Tab) -> Ws {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    ws.send(Message::text(tab.hello())).await.unwrap();
-    loop {
-        let m = next_json(&mut ws).await;
-        let resends = tab.take(&m.to_string());
-        for text in resends {
-            ws.send(Message::text(text)).await.unwrap();
-        }
-        if m["type"] == "render" {
-            return ws;
-        }
-    }
-}
-
-/// Sends one event and takes frames until its batch acknowledged it.
-async fn click(ws: &mut Ws, tab: &mut Tab) {
-    let text = tab.send(json!({"type": "inc"}));
-    ws.send(Message::text(text)).await.unwrap();
-    while !tab.queue.is_empty() {
-        let f = next_json(ws).await.to_string();
-        tab.take(&f);
-    }
-}
-
 /// Over real sockets, with no axum: a worker killed at each point between receiving a click
 /// and the client storing its reply; the next worker applies the click once.
 #[tokio::test]
@@ -281,11 +251,7 @@ async fn a_click_survives_a_killed_worker_once_over_plain_websockets() {
         assert_eq!(tab.queue.len(), 1, "{cut:?}: unacknowledged");
 
         let mut ws = open(&b.url, &mut tab).await;
-        // The resend's batch.
-        while !tab.queue.is_empty() {
-            let f = next_json(&mut ws).await.to_string();
-            tab.take(&f);
-        }
+        settle(&mut ws, &mut tab).await; // the resend's batch
         let stored = |tab: &Tab| {
             let (_, token) = &tab.entries[&counter.key().to_string()];
             let p = state_recovery::inspect(token, 1 << 16).unwrap().payload;
