@@ -51,8 +51,9 @@ const checkLimits = (l) => {
   return Object.freeze(out);
 };
 
-// UTF-8 byte length of a message's JSON text, as sent.
-const size = (m) => new TextEncoder().encode(JSON.stringify(m)).length;
+// UTF-8 byte length of a text, and of a message's JSON text, as sent.
+const utf8 = (t) => new TextEncoder().encode(t).length;
+const size = (m) => utf8(JSON.stringify(m));
 
 const call = (f, ...args) => {
   try {
@@ -104,8 +105,9 @@ const pickStorage = (s) => {
  * A state update that cannot be kept even alone is refused; the stored entry for its key stays.
  *
  * Events (key `events`: the last sequence number given and the unacknowledged events, each as
- * the exact text sent): caps `maxEvents` (64) and `maxEventBytes` (64 KiB of text); an event
- * past either is refused, not sent (`send` returns false), and reported with
+ * the exact text sent; written once per turn of the event loop, however many change it):
+ * caps `maxEvents` (1024) and `maxEventBytes` (1 MiB of text); an event past either is
+ * refused, not sent (`send` returns false), and reported with
  * `onEventDropped(message, reason)`, reasons:
  * - "over-event-limit": the queue is full (the server has not acknowledged for a while);
  * - "salt-changed": a new salt wiped the stash: the state the events applied to is gone, so
@@ -120,8 +122,8 @@ export class Stash {
     this.maxToken = o.maxTokenBytes || 65536;
     this.onDropped = o.onDropped;
     this.l = null; // the limits last announced to this instance (if storage refused them)
-    this.maxEvents = o.maxEvents || 64;
-    this.maxEventBytes = o.maxEventBytes || 65536;
+    this.maxEvents = o.maxEvents || 1024;
+    this.maxEventBytes = o.maxEventBytes || 1048576;
     this.onEventDropped = o.onEventDropped;
     this.ev = null; // the events, read from storage once, then kept here (and written through)
   }
@@ -188,16 +190,24 @@ export class Stash {
       } catch {}
       if (queue.length) next = Math.max(next, queue[queue.length - 1][0]);
       this.ev = { next, queue };
+      this.evBytes = queue.reduce((n, e) => n + utf8(e[1]), 0);
     }
     return this.ev;
   }
 
+  // Writes the events at the end of this turn (once for a burst of sends or acknowledgements;
+  // always after the entries a batch wrote in the same turn).
   saveEvents() {
-    try {
-      this.s.setItem(this.p + "events", JSON.stringify(this.events));
-    } catch (e) {
-      console.warn("state-recovery: events not saved", e);
-    }
+    if (this.saving) return;
+    this.saving = true;
+    queueMicrotask(() => {
+      this.saving = false;
+      try {
+        this.s.setItem(this.p + "events", JSON.stringify(this.events));
+      } catch (e) {
+        console.warn("state-recovery: events not saved", e);
+      }
+    });
   }
 
   /**
@@ -207,15 +217,15 @@ export class Stash {
   enqueue(message) {
     const ev = this.events;
     const text = JSON.stringify({ ...message, $seq: ev.next + 1 });
-    const bytes = (t) => new TextEncoder().encode(t).length;
-    const used = ev.queue.reduce((n, e) => n + bytes(e[1]), 0);
-    if (ev.queue.length >= this.maxEvents || used + bytes(text) > this.maxEventBytes ||
+    const n = utf8(text);
+    if (ev.queue.length >= this.maxEvents || this.evBytes + n > this.maxEventBytes ||
         ev.next >= Number.MAX_SAFE_INTEGER) {
       call(this.onEventDropped, message, "over-event-limit");
       return null;
     }
     ev.next += 1;
     ev.queue.push([ev.next, text]);
+    this.evBytes += n;
     this.saveEvents();
     return text;
   }
@@ -224,9 +234,10 @@ export class Stash {
   ack(seq) {
     if (!Number.isSafeInteger(seq) || seq < 0) return;
     const ev = this.events;
-    const rest = ev.queue.filter((e) => e[0] > seq);
-    if (rest.length == ev.queue.length && ev.next >= seq) return;
-    ev.queue = rest;
+    let i = 0;
+    while (i < ev.queue.length && ev.queue[i][0] <= seq) this.evBytes -= utf8(ev.queue[i++][1]);
+    if (!i && ev.next >= seq) return;
+    ev.queue = ev.queue.slice(i);
     ev.next = Math.max(ev.next, seq);
     this.saveEvents();
   }
@@ -237,6 +248,7 @@ export class Stash {
     if (!ev.queue.length) return;
     const gone = ev.queue;
     ev.queue = [];
+    this.evBytes = 0;
     this.saveEvents();
     for (const [, text] of gone) {
       let m = text;
@@ -444,6 +456,7 @@ export class Stash {
     this.s.removeItem(this.p + "entries");
     if (this.events.queue.length) {
       this.events.queue = [];
+      this.evBytes = 0;
       this.saveEvents();
     }
   }
