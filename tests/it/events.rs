@@ -168,6 +168,18 @@ pub async fn open(url: &str, tab: &mut Tab) -> Ws {
     }
 }
 
+/// Takes every frame that arrived before the connection closed (what a browser does: it
+/// handles each frame it received before the close event).
+pub async fn drain(ws: &mut Ws, tab: &mut Tab) {
+    use futures_util::StreamExt as _;
+    let wait = std::time::Duration::from_secs(10);
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(wait, ws.next()).await {
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+            tab.take(t.as_str());
+        }
+    }
+}
+
 /// Takes frames until every event `tab` sent is acknowledged.
 pub async fn settle(ws: &mut Ws, tab: &mut Tab) {
     while !tab.queue.is_empty() {
