@@ -911,3 +911,37 @@ async fn with_a_guard_a_kill_after_the_flush_still_applies_once() {
         }
     }
 }
+
+/// Encrypted entries (the applied-events entry sealed as the recovery seals): the same.
+#[test]
+fn with_encrypted_entries_a_kill_still_applies_once() {
+    let r = Recovery::builder(ring(&[("k1", 1)]))
+        .namespace("test-app")
+        .encrypted()
+        .build()
+        .unwrap();
+    for cut in CUTS {
+        let mut a = Worker::new(&r, true);
+        let mut tab = Tab::default();
+        let mut c = connect(&mut tab, &mut a);
+        for _ in 0..3 {
+            event(&mut tab, &mut a, &mut c, json!({"type": "inc"}));
+        }
+        let applied = &tab.entries[&r.applied_key().to_string()].1;
+        assert_eq!(
+            inspect(applied, 1 << 16).unwrap().kind,
+            state_recovery::EntryKind::Encrypted
+        );
+        let text = tab.send(json!({"type": "inc"}));
+        let wire = a.handle(&mut c, &text, cut);
+        if cut == Cut::None {
+            for f in &wire {
+                tab.take(f);
+            }
+        }
+        let mut b = Worker::new(&r, true);
+        let c = connect(&mut tab, &mut b);
+        assert_eq!((c.n, c.rec.applied_seq()), (4, 4), "{cut:?}");
+        assert_eq!(b.applied, u64::from(cut != Cut::None), "{cut:?}");
+    }
+}
