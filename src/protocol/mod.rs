@@ -20,6 +20,9 @@
 //! | [`RecoveryContext`] | one connection's salt, subject, revisions and held entries: seals updates |
 //! | [`StateUpdate`] | a sealed entry on its way to the client (`{"type":"state",...}`) |
 //! | [`ClientInput`] | recovered form fields: unsigned, untrusted |
+//! | event | a numbered client message (`"$seq":n`), with events on ([`Endpoint::with_events`]) |
+//! | applied-events entry | the sealed record of the last event applied (key [`Recovery::applied_key`](crate::Recovery::applied_key)) |
+//! | [`Batch`] | everything one event caused, in one frame (`{"type":"batch",...}`) |
 //!
 //! # Wire protocol
 //! Client → server, the **reconnect message**, first on every connection:
