@@ -25,6 +25,21 @@ const valid = (key, rev, token) =>
   typeof key == "string" && KEY.test(key) && Number.isSafeInteger(rev) && rev >= 0 &&
   typeof token == "string" && TOKEN.test(token);
 
+/**
+ * The reconnect schedule's defaults, in one table (the Rust storm tool, tools/storm, mirrors it
+ * and a test there compares the two): after a close, attempt n waits
+ * random(0, min(maxDelay, baseDelay * 2^min(n-1, maxDoublings))) ms (full jitter); after a
+ * close with `drainCloseCode` (the worker drains), random(0, drainJitter) ms. All in ms but the
+ * last two. `connect()`'s `baseDelay`, `maxDelay` and `drainJitter` options override them.
+ */
+export const RECONNECT = Object.freeze({
+  baseDelay: 250,
+  maxDelay: 15000,
+  drainJitter: 50,
+  maxDoublings: 30,
+  drainCloseCode: 1012,
+});
+
 // A well-formed queued event [seq, text].
 const queued = (e) =>
   Array.isArray(e) && Number.isSafeInteger(e[0]) && e[0] >= 1 && typeof e[1] == "string";
@@ -510,9 +525,10 @@ export const headerValue = (options, input) => new Stash(options).headerValue(in
  * announces it. `send(obj, {resend: false})` sends one unnumbered (for a message whose effect
  * must not happen twice even across a worker's death, such as "kill this worker").
  *
- * Options: those of {@link Stash} (including `onDropped` and `onEventDropped`), plus `url` ("/ws", relative to the
- * page), `baseDelay` (250 ms), `maxDelay` (15 s), `drainJitter` (50 ms), `input` (a function
- * returning the input object; default {@link formInput}), and hooks `onOpen()`,
+ * Options: those of {@link Stash} (including `onDropped` and `onEventDropped`), plus `url`
+ * ("/ws", relative to the page), `baseDelay` (250 ms), `maxDelay` (15 s), `drainJitter`
+ * (50 ms) (defaults from {@link RECONNECT}), `input` (a function returning the input object;
+ * default {@link formInput}), and hooks `onOpen()`,
  * `onReconnecting(attempt, delay)`, `onRecovered({restored, rejected})`, `onMessage(msg)` for
  * application messages, `onClose(event)`.
  *
@@ -523,9 +539,10 @@ export const headerValue = (options, input) => new Stash(options).headerValue(in
  */
 export function connect(o = {}) {
   const stash = new Stash(o);
-  const base = o.baseDelay || 250;
-  const max = o.maxDelay || 15000;
-  const jitter = Number.isFinite(o.drainJitter) && o.drainJitter >= 0 ? o.drainJitter : 50;
+  const base = o.baseDelay || RECONNECT.baseDelay;
+  const max = o.maxDelay || RECONNECT.maxDelay;
+  const jitter =
+    Number.isFinite(o.drainJitter) && o.drainJitter >= 0 ? o.drainJitter : RECONNECT.drainJitter;
   let ws = null;
   let attempt = 0;
   let timer = null;
@@ -563,7 +580,9 @@ export function connect(o = {}) {
   const schedule = (drain) => {
     if (closed || timer) return;
     if (drain) attempt = 0; // not counted: the next failure starts from the base delay
-    const cap = drain ? jitter : Math.min(max, base * 2 ** Math.min(attempt++, 30));
+    const cap = drain
+      ? jitter
+      : Math.min(max, base * 2 ** Math.min(attempt++, RECONNECT.maxDoublings));
     const delay = Math.round(Math.random() * cap);
     call(o.onReconnecting, attempt || 1, delay);
     timer = setTimeout(open, delay);
@@ -636,7 +655,7 @@ export function connect(o = {}) {
       if (ws != s) return;
       ws = null;
       call(o.onClose, ev);
-      schedule(ev?.code == 1012);
+      schedule(ev?.code == RECONNECT.drainCloseCode);
     };
     // A handshake that fails (refused, a proxy's 502) fires `error`; browsers then fire
     // `close`, but Node's WebSocket (undici) does not: treat an error before the socket

@@ -15,6 +15,15 @@
 #                        its pid is in $CLUSTER_DIR/w<i>.pid). scripts/e2e.sh sets it.
 #   DEMO_IDLE_TIMEOUT_SECS, DEMO_HEADER_TIMEOUT_SECS  passed on to the workers (see
 #                        examples/demo/main.rs)
+#   NGINX_WORKER_CONNECTIONS  nginx's worker_connections (default 1024). Every proxied
+#                        WebSocket holds two (the client's and the upstream's): 1024 carries
+#                        ~500 sockets. scripts/storm.sh sizes it from its N.
+#   NGINX_RLIMIT_NOFILE  nginx's worker_rlimit_nofile (default: not set, the inherited limit);
+#                        at most the hard `ulimit -Hn` unless nginx runs as root with
+#                        CAP_SYS_RESOURCE.
+#   NGINX_BACKLOG        the listen backlog of nginx's port (default: not set, nginx's 511; the
+#                        kernel caps it at net.core.somaxconn). A reconnect storm of more tabs
+#                        than that within a few ms overflows it (SYNs dropped, retried after 1 s).
 # Refuses to start when nginx's port or a worker's is in use. Ctrl-C (or any exit) stops everything
 # this script started.
 #
@@ -32,6 +41,21 @@ n=${1:-3}
 [[ $n =~ ^[1-9][0-9]?$ ]] || { echo "usage: $0 N  (1..99 workers)" >&2; exit 2; }
 port=${PORT:-3000}
 base=${WORKER_BASE_PORT:-3100}
+worker_connections=${NGINX_WORKER_CONNECTIONS:-1024}
+[[ $worker_connections =~ ^[1-9][0-9]{0,6}$ ]] ||
+  { echo "NGINX_WORKER_CONNECTIONS must be a positive number, not '$worker_connections'" >&2; exit 2; }
+rlimit_nofile=
+if [[ -n ${NGINX_RLIMIT_NOFILE:-} ]]; then
+  [[ $NGINX_RLIMIT_NOFILE =~ ^[1-9][0-9]{0,6}$ ]] ||
+    { echo "NGINX_RLIMIT_NOFILE must be a positive number, not '$NGINX_RLIMIT_NOFILE'" >&2; exit 2; }
+  rlimit_nofile="worker_rlimit_nofile $NGINX_RLIMIT_NOFILE;"
+fi
+backlog=
+if [[ -n ${NGINX_BACKLOG:-} ]]; then
+  [[ $NGINX_BACKLOG =~ ^[1-9][0-9]{0,6}$ ]] ||
+    { echo "NGINX_BACKLOG must be a positive number, not '$NGINX_BACKLOG'" >&2; exit 2; }
+  backlog=" backlog=$NGINX_BACKLOG"
+fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 
 if [[ -n ${CLUSTER_DIR:-} ]]; then
@@ -171,7 +195,8 @@ worker_processes 1;
 daemon off;
 pid $dir/nginx/nginx.pid;
 error_log $dir/nginx/logs/error.log warn;
-events { worker_connections 1024; }
+$rlimit_nofile
+events { worker_connections $worker_connections; }
 http {
   access_log $dir/nginx/logs/access.log;
   client_body_temp_path $dir/nginx/tmp/body;
@@ -183,7 +208,7 @@ http {
   upstream demo {
 $upstream  }
   server {
-    listen 127.0.0.1:$port;
+    listen 127.0.0.1:$port$backlog;
     location / {
       proxy_pass http://demo;
       proxy_http_version 1.1;

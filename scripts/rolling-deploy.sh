@@ -64,41 +64,10 @@ major=$(node -p 'process.versions.node.split(".")[0]')
 ((major >= 20)) || { echo "rolling-deploy: node $(node --version) is too old (need 20 or newer)" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/state-recovery-rolling.XXXXXX)
-cluster_pid=
-node_pid=
 
-# shellcheck disable=SC2317  # run by the EXIT trap
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  if [[ -n $node_pid ]]; then
-    kill "$node_pid" 2>/dev/null || true # timeout passes it on to node
-    wait "$node_pid" 2>/dev/null || true
-  fi
-  if [[ -n $cluster_pid ]]; then
-    # cluster.sh stops its supervisors, workers and nginx on SIGTERM.
-    kill "$cluster_pid" 2>/dev/null || true
-    for ((t = 0; t < 80; t++)); do kill -0 "$cluster_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$cluster_pid" 2>/dev/null || true
-    # If it had to be SIGKILLed, whatever it started is still around: the pids it recorded.
-    for f in "$work"/cluster/w*.pid "$work"/cluster/nginx/nginx.pid; do
-      if [[ -f $f ]]; then kill "$(cat "$f")" 2>/dev/null || true; fi
-    done
-  fi
-  if [[ $rc != 0 ]]; then
-    {
-      echo "--- logs (kept in $work)"
-      tail -n 5 "$work/cluster.log" "$work"/cluster/w*.log "$work"/cluster/nginx/logs/error.log 2>/dev/null || true
-    } >&2
-    echo "rolling-deploy: FAIL ($rc)" >&2
-  elif [[ ${KEEP:-0} == 1 ]]; then
-    echo "rolling-deploy: PASS (logs kept in $work)" >&2
-  else
-    rm -rf "$work"
-    echo "rolling-deploy: PASS" >&2
-  fi
-  exit "$rc"
-}
+run_name=rolling-deploy
+# shellcheck source=cluster-run.sh
+source "$root/scripts/cluster-run.sh"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -133,9 +102,9 @@ rc=0
 APP_WS="ws://127.0.0.1:$port/ws" CLUSTER_DIR="$work/cluster" WORKERS=$workers \
   WORKER_BASE_PORT=$base CLIENTS=$n SKIP_EXPAND=${SKIP_EXPAND:-0} \
   timeout -k 5 120 node --experimental-websocket --no-warnings "$root/scripts/rolling-deploy.mjs" &
-node_pid=$!
-wait "$node_pid" || rc=$?
-node_pid=
+driver_pid=$!
+wait "$driver_pid" || rc=$?
+driver_pid=
 ((rc == 124 || rc == 137)) && echo "rolling-deploy: timed out after 120 s" >&2
 
 # What the workers said about it (a schema-2 entry read by a schema-1 worker, say).

@@ -7,7 +7,7 @@ import {
   loadClient,
 } from "./fakes.mjs";
 
-const { connect, Stash, DEFAULT_LIMITS } = await loadClient();
+const { connect, Stash, DEFAULT_LIMITS, RECONNECT } = await loadClient();
 
 let clock;
 let storage;
@@ -252,6 +252,24 @@ describe("connect: reconnect", () => {
       of("reconnecting").map((c) => c[1]),
       [250, 500, 1000, 2000, 4000, 8000, 15000, 15000, 15000],
     );
+    live.close();
+  });
+
+  it("takes its defaults from the exported, frozen RECONNECT table", (t) => {
+    assert.ok(Object.isFrozen(RECONNECT));
+    assert.deepEqual({ ...RECONNECT }, {
+      baseDelay: 250, maxDelay: 15000, drainJitter: 50, maxDoublings: 30, drainCloseCode: 1012,
+    });
+    t.mock.method(Math, "random", () => 0.999999);
+    const { live, of } = start({ baseDelay: undefined, maxDelay: undefined });
+    last().drop(RECONNECT.drainCloseCode);
+    clock.run();
+    last().drop();
+    clock.run();
+    last().drop();
+    assert.deepEqual(of("reconnecting"), [
+      [1, RECONNECT.drainJitter], [1, RECONNECT.baseDelay], [2, 2 * RECONNECT.baseDelay],
+    ]);
     live.close();
   });
 

@@ -1,0 +1,509 @@
+//! The JS client's `Stash` (client/state-recovery.js), rule for rule: the salt, the newest
+//! token per state key (least recently updated first), the server's announced limits, the
+//! local caps, and the recover message. Differences: it lives in memory as typed values, not
+//! as JSON strings in Web Storage, so the storage failures of the JS client (`storage-failed`)
+//! cannot happen; and there is no form input (the harnesses' `input: () => ({})`).
+//! `tests::agrees_with_the_js_stash` runs the same messages through both and compares.
+
+use serde_json::Value;
+
+/// `DEFAULT_LIMITS` of the JS client (the crate's `Limits` defaults; compared in a test).
+pub(crate) const DEFAULT_LIMITS: Limits = Limits {
+    max_token_bytes: 65_536,
+    max_bundle_bytes: 1_048_576,
+    max_entries: 1_024,
+};
+
+/// The JS `Stash`'s own caps when none are given: `maxEntries`, `maxBytes`, `maxTokenBytes`.
+const LOCAL_MAX_ENTRIES: usize = 256;
+const LOCAL_MAX_BYTES: usize = 524_288;
+const LOCAL_MAX_TOKEN: usize = 65_536;
+
+/// `Number.MAX_SAFE_INTEGER`.
+const MAX_SAFE: u64 = (1 << 53) - 1;
+
+/// The server's limits, as announced in `recovered`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    pub(crate) max_token_bytes: usize,
+    pub(crate) max_bundle_bytes: usize,
+    pub(crate) max_entries: usize,
+}
+
+/// One stored entry: `[key, rev, token]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub(crate) key: String,
+    pub(crate) rev: u64,
+    pub(crate) token: String,
+}
+
+/// Why an entry was dropped or refused (the JS client's `onDropped` reasons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DropReason {
+    TokenTooLarge,
+    OverEntryLimit,
+    OverByteLimit,
+    ServerDrop,
+    SaltChanged,
+}
+
+impl DropReason {
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::TokenTooLarge => "token-too-large",
+            Self::OverEntryLimit => "over-entry-limit",
+            Self::OverByteLimit => "over-byte-limit",
+            Self::ServerDrop => "server-drop",
+            Self::SaltChanged => "salt-changed",
+        }
+    }
+}
+
+/// What [`Stash::absorb`] made of a server message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Absorbed {
+    /// A `salt`, `state` or `drop` message (valid or not): never the application's.
+    Protocol,
+    /// Anything else (`recovered` included: its limits are kept, the rest is the caller's).
+    Other,
+}
+
+/// The salt, the entries and the limits of one tab (`sessionStorage` in the browser).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Stash {
+    salt: Option<String>,
+    entries: Vec<Entry>,
+    limits: Option<Limits>,
+    /// Every `onDropped(key, reason)` call, in order.
+    pub(crate) dropped: Vec<(String, DropReason)>,
+}
+
+// `KEY`, `SALT`, `TOKEN` and `valid` of the JS client.
+fn is_key(s: &str) -> bool {
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+fn is_b64url(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+fn is_salt(s: &str) -> bool {
+    s.len() == 22 && s.bytes().all(is_b64url)
+}
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_b64url)
+}
+
+/// `Number.isSafeInteger(x) && x >= 0` for a JSON number.
+fn safe_uint(v: &Value) -> Option<u64> {
+    if let Some(n) = v.as_u64() {
+        return (n <= MAX_SAFE).then_some(n);
+    }
+    let f = v.as_f64()?;
+    // 2.0 is an integer to JS; -0.0 too.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let n = f as u64;
+    #[allow(clippy::cast_precision_loss)]
+    let exact = f.fract() == 0.0 && f >= 0.0 && n <= MAX_SAFE && n as f64 == f;
+    exact.then_some(n)
+}
+
+/// `checkLimits`: all three positive safe integers, or none.
+fn check_limits(l: &Value) -> Option<Limits> {
+    let get = |k: &str| {
+        let n = safe_uint(l.get(k)?)?;
+        if n < 1 {
+            return None;
+        }
+        usize::try_from(n).ok()
+    };
+    Some(Limits {
+        max_token_bytes: get("maxTokenBytes")?,
+        max_bundle_bytes: get("maxBundleBytes")?,
+        max_entries: get("maxEntries")?,
+    })
+}
+
+/// `JSON.stringify` of a string without characters that need escaping (salts and tokens are
+/// base64url), or of `null`.
+fn json_str(s: Option<&str>) -> String {
+    s.map_or_else(|| "null".to_owned(), |s| format!("\"{s}\""))
+}
+
+impl Stash {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn salt(&self) -> Option<&str> {
+        self.salt.as_deref()
+    }
+
+    /// Entries, least recently updated first.
+    pub(crate) fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The stored revision for `key`, if any.
+    pub(crate) fn rev(&self, key: &str) -> Option<u64> {
+        self.entries.iter().find(|e| e.key == key).map(|e| e.rev)
+    }
+
+    /// `get limits`.
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits.unwrap_or(DEFAULT_LIMITS)
+    }
+
+    /// `get caps`: (maxTokenBytes, maxEntries, maxBundleBytes).
+    fn caps(&self) -> (usize, usize, usize) {
+        let l = self.limits();
+        (
+            LOCAL_MAX_TOKEN.min(l.max_token_bytes),
+            LOCAL_MAX_ENTRIES.min(l.max_entries),
+            l.max_bundle_bytes,
+        )
+    }
+
+    /// `message(entries, input)` as JSON text, exactly as `JSON.stringify` writes it.
+    fn message_text(&self, tokens: &[&str], input: &str) -> String {
+        let mut s = String::with_capacity(64 + tokens.iter().map(|t| t.len() + 3).sum::<usize>());
+        s.push_str(r#"{"type":"recover","salt":"#);
+        s.push_str(&json_str(self.salt()));
+        s.push_str(r#","entries":["#);
+        for (i, t) in tokens.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push('"');
+            s.push_str(t);
+            s.push('"');
+        }
+        s.push_str(r#"],"input":"#);
+        s.push_str(input);
+        s.push('}');
+        s
+    }
+
+    /// `fit(list)`: the newest entries within the caps, and why each other key goes.
+    fn fit(&self, list: &[Entry]) -> (Vec<Entry>, Vec<(String, DropReason)>) {
+        let (max_token, max_entries, max_bundle) = self.caps();
+        let mut keep = Vec::new();
+        let mut why: Vec<(String, DropReason)> = Vec::new();
+        // bytes for the entries' tokens (may be negative in JS: a tiny maxBundleBytes)
+        let space = i64::try_from(max_bundle).unwrap_or(i64::MAX)
+            - i64::try_from(self.message_text(&[], "{}").len()).unwrap_or(0);
+        let mut room = space;
+        let mut bytes = 0_usize;
+        let mut full: Option<DropReason> = None;
+        for e in list.iter().rev() {
+            let n = e.token.len();
+            let n64 = i64::try_from(n).unwrap_or(i64::MAX);
+            let set = |why: &mut Vec<(String, DropReason)>, r| {
+                // `why.set(key, r)`: the last write for a key wins.
+                why.retain(|(k, _)| *k != e.key);
+                why.push((e.key.clone(), r));
+            };
+            if n > max_token {
+                set(&mut why, DropReason::TokenTooLarge);
+            } else if n > LOCAL_MAX_BYTES || n64 + 2 > space {
+                set(&mut why, DropReason::OverByteLimit);
+            } else {
+                if full.is_none() && keep.len() >= max_entries {
+                    full = Some(DropReason::OverEntryLimit);
+                }
+                if full.is_none() {
+                    bytes += n;
+                    if bytes > LOCAL_MAX_BYTES {
+                        full = Some(DropReason::OverByteLimit);
+                    } else {
+                        room -= n64 + 2 + i64::from(!keep.is_empty());
+                        if room < 0 {
+                            full = Some(DropReason::OverByteLimit);
+                        }
+                    }
+                }
+                match full {
+                    Some(r) => set(&mut why, r),
+                    None => keep.push(e.clone()),
+                }
+            }
+        }
+        keep.reverse();
+        (keep, why)
+    }
+
+    /// `write(list)`: keeps what fits; reports every entry of `list` not kept.
+    fn write(&mut self, list: Vec<Entry>) {
+        let (keep, why) = self.fit(&list);
+        for e in &list {
+            if !keep.iter().any(|k| k.token == e.token) {
+                let r = why
+                    .iter()
+                    .find(|(k, _)| *k == e.key)
+                    .map_or(DropReason::OverByteLimit, |(_, r)| *r);
+                self.dropped.push((e.key.clone(), r));
+            }
+        }
+        self.entries = keep;
+    }
+
+    /// `trim()`: drops what no longer fits; the entries that do.
+    fn trim(&mut self) -> Vec<Entry> {
+        let list = self.entries.clone();
+        let (keep, _) = self.fit(&list);
+        if keep.len() < list.len() {
+            self.write(list);
+        }
+        keep
+    }
+
+    /// `absorb(m)`.
+    pub(crate) fn absorb(&mut self, m: &Value) -> Absorbed {
+        let Some(kind) = m.get("type").and_then(Value::as_str) else {
+            return Absorbed::Other;
+        };
+        match kind {
+            "salt" => {
+                if let Some(salt) = m.get("salt").and_then(Value::as_str) {
+                    if is_salt(salt) && Some(salt) != self.salt() {
+                        let wiped = std::mem::take(&mut self.entries);
+                        self.salt = None;
+                        for e in wiped {
+                            self.dropped.push((e.key, DropReason::SaltChanged));
+                        }
+                        self.salt = Some(salt.to_owned());
+                    }
+                }
+                Absorbed::Protocol
+            }
+            "recovered" => {
+                if let Some(l) = m.get("limits").and_then(check_limits) {
+                    self.limits = Some(l);
+                    self.trim();
+                }
+                Absorbed::Other
+            }
+            "drop" => {
+                let key = m.get("key");
+                let before = self.entries.len();
+                let rest: Vec<Entry> = self
+                    .entries
+                    .iter()
+                    .filter(|e| key.and_then(Value::as_str) != Some(e.key.as_str()))
+                    .cloned()
+                    .collect();
+                if rest.len() < before {
+                    self.write(rest);
+                    if let Some(k) = key.and_then(Value::as_str) {
+                        if !self.entries.iter().any(|e| e.key == k) {
+                            self.dropped.push((k.to_owned(), DropReason::ServerDrop));
+                        }
+                    }
+                }
+                Absorbed::Protocol
+            }
+            "state" => {
+                let key = m.get("key").and_then(Value::as_str);
+                let rev = m.get("rev").and_then(safe_uint);
+                let token = m.get("token").and_then(Value::as_str);
+                if let (Some(key), Some(rev), Some(token)) = (key, rev, token) {
+                    if is_key(key) && is_token(token) {
+                        self.absorb_state(key, rev, token);
+                    }
+                }
+                Absorbed::Protocol
+            }
+            _ => Absorbed::Other,
+        }
+    }
+
+    fn absorb_state(&mut self, key: &str, rev: u64, token: &str) {
+        let mut list = self.entries.clone();
+        let i = list.iter().position(|e| e.key == key);
+        // Highest revision wins; an equal one replaces.
+        if i.is_some_and(|i| list.get(i).is_some_and(|e| e.rev > rev)) {
+            return;
+        }
+        let entry = Entry {
+            key: key.to_owned(),
+            rev,
+            token: token.to_owned(),
+        };
+        let (_, why) = self.fit(std::slice::from_ref(&entry));
+        if let Some((_, r)) = why.into_iter().find(|(k, _)| k == key) {
+            self.dropped.push((key.to_owned(), r));
+            return;
+        }
+        if let Some(i) = i {
+            list.remove(i);
+        }
+        list.push(entry);
+        self.write(list);
+    }
+
+    /// `bundle({})`: the recover message as sent (no form input).
+    pub(crate) fn bundle(&mut self) -> String {
+        let kept = self.trim();
+        let tokens: Vec<&str> = kept.iter().map(|e| e.token.as_str()).collect();
+        // The input is `{}` already: nothing to drop if the message is too large.
+        self.message_text(&tokens, "{}")
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key(n: u8) -> String {
+        format!("{n:032x}")
+    }
+    const SALT_A: &str = "AAAAAAAAAAAAAAAAAAAAAA";
+    const SALT_B: &str = "BBBBBBBBBBBBBBBBBBBBBB";
+
+    /// Messages that exercise every rule: salt, ordering, equal and lower revisions, drop,
+    /// a salt change, announced limits that trim, a token too large, a tiny bundle cap.
+    fn script() -> Vec<Value> {
+        let big = "x".repeat(300);
+        vec![
+            json!({"type": "state", "key": key(9), "rev": 1, "token": "early"}),
+            json!({"type": "salt", "salt": SALT_A}),
+            json!({"type": "state", "key": key(1), "rev": 1, "token": "a1"}),
+            json!({"type": "state", "key": key(2), "rev": 1, "token": "b1"}),
+            json!({"type": "state", "key": key(3), "rev": 4, "token": "c4"}),
+            json!({"type": "state", "key": key(1), "rev": 2, "token": "a2"}),
+            json!({"type": "state", "key": key(2), "rev": 1, "token": "b1r"}),
+            json!({"type": "state", "key": key(3), "rev": 3, "token": "c3"}),
+            json!({"type": "state", "key": "NOTHEX", "rev": 1, "token": "z"}),
+            json!({"type": "state", "key": key(4), "rev": -1, "token": "z"}),
+            json!({"type": "state", "key": key(4), "rev": 1.5, "token": "z"}),
+            json!({"type": "state", "key": key(4), "rev": 2.0, "token": "d2"}),
+            json!({"type": "state", "key": key(5), "rev": 1, "token": "bad token"}),
+            json!({"type": "drop", "key": key(2)}),
+            json!({"type": "drop", "key": key(7)}),
+            json!({"type": "recovered", "restored": 1, "rejected": 0,
+                   "limits": {"maxTokenBytes": 100, "maxBundleBytes": 4096, "maxEntries": 2}}),
+            json!({"type": "state", "key": key(6), "rev": 1, "token": big}),
+            json!({"type": "state", "key": key(5), "rev": 1, "token": "e1"}),
+            json!({"type": "recovered", "limits": {"maxTokenBytes": 0, "maxBundleBytes": 1, "maxEntries": 1}}),
+            json!({"type": "recovered", "limits": {"maxTokenBytes": 100, "maxBundleBytes": 80, "maxEntries": 9}}),
+            json!({"type": "state", "key": key(8), "rev": 1, "token": "f1"}),
+            json!({"type": "salt", "salt": SALT_A}),
+            json!({"type": "salt", "salt": "short"}),
+            json!({"type": "render", "id": "counter"}),
+            json!({"type": "salt", "salt": SALT_B}),
+            json!({"type": "state", "key": key(1), "rev": 9, "token": "a9"}),
+            // Room for exactly 24 bytes of tokens: two of 10 need 25 (quotes and a comma).
+            json!({"type": "recovered", "limits": {"maxTokenBytes": 100, "maxBundleBytes": 74 + 24, "maxEntries": 9}}),
+            json!({"type": "state", "key": key(2), "rev": 1, "token": "bbbbbbbbbb"}),
+            json!({"type": "state", "key": key(3), "rev": 1, "token": "cccccccccc"}),
+            json!({"type": "state", "key": key(4), "rev": 1, "token": "dddddddd"}),
+            json!({"type": "state", "key": key(5), "rev": 1, "token": "e".repeat(22)}),
+            json!({"type": "state", "key": key(6), "rev": 1, "token": "f".repeat(23)}),
+        ]
+    }
+
+    /// After each message: (absorbed as protocol, the bundle, the drops so far).
+    fn run_rust(msgs: &[Value]) -> Vec<Value> {
+        let mut s = Stash::new();
+        msgs.iter()
+            .map(|m| {
+                let proto = s.absorb(m) == Absorbed::Protocol;
+                let bundle: Value = serde_json::from_str(&s.bundle()).unwrap();
+                let dropped: Vec<Value> = s
+                    .dropped
+                    .iter()
+                    .map(|(k, r)| json!([k, r.as_str()]))
+                    .collect();
+                json!({"protocol": proto, "bundle": bundle, "dropped": dropped})
+            })
+            .collect()
+    }
+
+    #[test]
+    fn follows_the_revision_rules() {
+        let mut s = Stash::new();
+        for m in script().iter().take(8) {
+            s.absorb(m);
+        }
+        let got: Vec<(String, u64, &str)> = s
+            .entries()
+            .iter()
+            .map(|e| (e.key.clone(), e.rev, e.token.as_str()))
+            .collect();
+        // b1r replaced b1 in place of recency (moved last), c3 < c4 ignored.
+        assert_eq!(
+            got,
+            [(key(3), 4, "c4"), (key(1), 2, "a2"), (key(2), 1, "b1r")]
+        );
+        assert_eq!(
+            s.bundle(),
+            format!(
+                r#"{{"type":"recover","salt":"{SALT_A}","entries":["c4","a2","b1r"],"input":{{}}}}"#
+            )
+        );
+        // The entry stored before the salt was wiped by it.
+        assert_eq!(s.dropped, [(key(9), DropReason::SaltChanged)]);
+    }
+
+    #[test]
+    fn a_fresh_tab_sends_a_null_salt() {
+        assert_eq!(
+            Stash::new().bundle(),
+            r#"{"type":"recover","salt":null,"entries":[],"input":{}}"#
+        );
+    }
+
+    /// The same messages through the JS client's own `Stash` (node), compared after each one.
+    #[test]
+    fn agrees_with_the_js_stash() {
+        let msgs = script();
+        let Ok(node) = std::process::Command::new("node").arg("--version").output() else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "node is needed for this test in CI"
+            );
+            eprintln!("skipped: node not found");
+            return;
+        };
+        assert!(node.status.success());
+        let client = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../client/state-recovery.js"
+        );
+        let program = format!(
+            r#"
+const {{ Stash }} = await import({client:?});
+const m = new Map();
+const storage = {{ getItem: (k) => (m.has(k) ? m.get(k) : null), setItem: (k, v) => m.set(k, String(v)), removeItem: (k) => m.delete(k) }};
+const dropped = [];
+const s = new Stash({{ storage, onDropped: (k, r) => dropped.push([k, r]) }});
+const out = [];
+for (const msg of {msgs}) {{
+  const protocol = s.absorb(msg);
+  const bundle = s.bundle({{}});
+  out.push({{ protocol, bundle, dropped: [...dropped] }});
+}}
+console.log(JSON.stringify(out));
+"#,
+            msgs = Value::Array(msgs.clone())
+        );
+        let out = std::process::Command::new("node")
+            .args(["--input-type=module", "-e", &program])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let js: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let rust = run_rust(&msgs);
+        assert_eq!(js.len(), rust.len());
+        for (i, (j, r)) in js.iter().zip(&rust).enumerate() {
+            assert_eq!(j, r, "after message {i}: {}", msgs[i]);
+        }
+    }
+}
