@@ -12,6 +12,10 @@
 // within them (and within its own, smaller local caps): it never sends a recover message the
 // server would refuse whole. Every entry it drops or refuses is reported to `onDropped`.
 // A close with code 1012 (the worker drains) reconnects at once, without backoff.
+// Events exactly once: when `recovered` announces `applied`, every object sent is numbered
+// (`"$seq"`) and kept (in storage, with the stash) until a `batch` acknowledges it; after a
+// reconnect the ones not acknowledged are resent, in order, before anything new, and the
+// server applies each once. A `batch` (everything one event caused) is stored all or nothing.
 
 const KEY = /^[0-9a-f]{32}$/;
 const SALT = /^[A-Za-z0-9_-]{22}$/;
@@ -39,6 +43,14 @@ export const RECONNECT = Object.freeze({
   drainCloseCode: 1012,
 });
 
+// A well-formed queued event [seq, text].
+const queued = (e) =>
+  Array.isArray(e) && Number.isSafeInteger(e[0]) && e[0] >= 1 && typeof e[1] == "string";
+// An object the application built (only those are numbered: `$seq` is a field of it).
+const plain = (o) =>
+  !!o && typeof o == "object" && !Array.isArray(o) &&
+  [Object.prototype, null].includes(Object.getPrototypeOf(o));
+
 /** The server's limits until it announces its own (the crate's `Limits` defaults). */
 export const DEFAULT_LIMITS = Object.freeze({
   maxTokenBytes: 65536,
@@ -57,8 +69,9 @@ const checkLimits = (l) => {
   return Object.freeze(out);
 };
 
-// UTF-8 byte length of a message's JSON text, as sent.
-const size = (m) => new TextEncoder().encode(JSON.stringify(m)).length;
+// UTF-8 byte length of a text, and of a message's JSON text, as sent.
+const utf8 = (t) => new TextEncoder().encode(t).length;
+const size = (m) => utf8(JSON.stringify(m));
 
 const call = (f, ...args) => {
   try {
@@ -108,6 +121,15 @@ const pickStorage = (s) => {
  * - "server-drop": the server's `{"type":"drop","key":…}` (it rejected that entry, e.g. expired);
  * - "salt-changed": a new salt wiped the stash.
  * A state update that cannot be kept even alone is refused; the stored entry for its key stays.
+ *
+ * Events (key `events`: the last sequence number given and the unacknowledged events, each as
+ * the exact text sent; written once per turn of the event loop, however many change it):
+ * caps `maxEvents` (1024) and `maxEventBytes` (1 MiB of text); an event past either is
+ * refused, not sent (`send` returns false), and reported with
+ * `onEventDropped(message, reason)`, reasons:
+ * - "over-event-limit": the queue is full (the server has not acknowledged for a while);
+ * - "salt-changed": a new salt wiped the stash: the state the events applied to is gone, so
+ *   they are dropped, not resent.
  */
 export class Stash {
   constructor(o = {}) {
@@ -118,6 +140,10 @@ export class Stash {
     this.maxToken = o.maxTokenBytes || 65536;
     this.onDropped = o.onDropped;
     this.l = null; // the limits last announced to this instance (if storage refused them)
+    this.maxEvents = o.maxEvents || 1024;
+    this.maxEventBytes = o.maxEventBytes || 1048576;
+    this.onEventDropped = o.onEventDropped;
+    this.ev = null; // the events, read from storage once, then kept here (and written through)
   }
 
   get salt() {
@@ -160,6 +186,97 @@ export class Stash {
     call(this.onDropped, key, reason);
   }
 
+  /**
+   * `{next, queue}`: the last sequence number given (0: none) and the unacknowledged events
+   * as [seq, text], oldest first. What storage holds is checked: an unreadable record gives
+   * an empty queue, and `next` is never below a kept event.
+   */
+  get events() {
+    if (!this.ev) {
+      let next = 0;
+      let queue = [];
+      try {
+        const v = JSON.parse(this.s.getItem(this.p + "events") || "null");
+        if (v && typeof v == "object") {
+          if (Number.isSafeInteger(v.next) && v.next >= 0) next = v.next;
+          if (Array.isArray(v.queue)) {
+            for (const e of v.queue) {
+              if (queued(e) && (!queue.length || e[0] > queue[queue.length - 1][0])) queue.push(e);
+            }
+          }
+        }
+      } catch {}
+      if (queue.length) next = Math.max(next, queue[queue.length - 1][0]);
+      this.ev = { next, queue };
+      this.evBytes = queue.reduce((n, e) => n + utf8(e[1]), 0);
+    }
+    return this.ev;
+  }
+
+  // Writes the events at the end of this turn (once for a burst of sends or acknowledgements;
+  // always after the entries a batch wrote in the same turn).
+  saveEvents() {
+    if (this.saving) return;
+    this.saving = true;
+    queueMicrotask(() => {
+      this.saving = false;
+      try {
+        this.s.setItem(this.p + "events", JSON.stringify(this.events));
+      } catch (e) {
+        console.warn("state-recovery: events not saved", e);
+      }
+    });
+  }
+
+  /**
+   * Numbers `message` (a plain object) with the next sequence, keeps it, and returns the text
+   * to send (`{...message, "$seq": n}`); or null when it does not fit the caps (reported).
+   */
+  enqueue(message) {
+    const ev = this.events;
+    const text = JSON.stringify({ ...message, $seq: ev.next + 1 });
+    const n = utf8(text);
+    if (ev.queue.length >= this.maxEvents || this.evBytes + n > this.maxEventBytes ||
+        ev.next >= Number.MAX_SAFE_INTEGER) {
+      call(this.onEventDropped, message, "over-event-limit");
+      return null;
+    }
+    ev.next += 1;
+    ev.queue.push([ev.next, text]);
+    this.evBytes += n;
+    this.saveEvents();
+    return text;
+  }
+
+  /** Forgets the events up to `seq` (acknowledged, or already in the restored state). */
+  ack(seq) {
+    if (!Number.isSafeInteger(seq) || seq < 0) return;
+    const ev = this.events;
+    let i = 0;
+    while (i < ev.queue.length && ev.queue[i][0] <= seq) this.evBytes -= utf8(ev.queue[i++][1]);
+    if (!i && ev.next >= seq) return;
+    ev.queue = ev.queue.slice(i);
+    ev.next = Math.max(ev.next, seq);
+    this.saveEvents();
+  }
+
+  /** Drops every unacknowledged event, reporting each (the sequence counter stays). */
+  dropEvents(reason) {
+    const ev = this.events;
+    if (!ev.queue.length) return;
+    const gone = ev.queue;
+    ev.queue = [];
+    this.evBytes = 0;
+    this.saveEvents();
+    for (const [, text] of gone) {
+      let m = text;
+      try {
+        m = JSON.parse(text);
+      } catch {}
+      call(this.onEventDropped, m, reason);
+    }
+  }
+
   // Splits `list` into the newest entries within the caps and, for each other key, why it goes.
   // A token that cannot fit even alone goes by itself; past that, once a cap is reached, every
   // older entry goes too (least recently updated first).
@@ -193,11 +310,13 @@ export class Stash {
   write(list) {
     const [keep, why] = this.fit(list);
     let saved = keep;
+    this.failed = false;
     try {
       this.s.setItem(this.p + "entries", JSON.stringify(keep));
     } catch (e) {
       console.warn("state-recovery: stash not saved", e);
       saved = this.entries(); // as it was
+      this.failed = true;
     }
     const stored = new Set(saved.map((e) => e[2]));
     for (const [key, , token] of list) {
@@ -227,6 +346,7 @@ export class Stash {
     if (m.type == "salt") {
       if (typeof m.salt == "string" && SALT.test(m.salt) && m.salt != this.salt) {
         const wiped = this.entries();
+        this.dropEvents("salt-changed");
         this.clear();
         for (const [key] of wiped) this.drop(key, "salt-changed");
         this.s.setItem(this.p + "salt", m.salt);
@@ -255,23 +375,71 @@ export class Stash {
       return true;
     }
     if (m.type != "state") return false;
-    const { key, rev, token } = m;
-    if (valid(key, rev, token)) {
+    if (valid(m.key, m.rev, m.token)) {
       const list = this.entries();
-      const i = list.findIndex((e) => e[0] == key);
-      // Highest revision wins; an equal one replaces (the server re-seals to refresh a token).
-      if (i >= 0 && list[i][1] > rev) return true;
-      // Too large even alone: refused, and the stored entry for the key (if any) stays.
-      const refused = this.fit([[key, rev, token]])[1].get(key);
-      if (refused) {
-        this.drop(key, refused);
-      } else {
-        if (i >= 0) list.splice(i, 1);
-        list.push([key, rev, token]);
-        this.write(list);
-      }
+      if (this.merge(list, m)) this.write(list);
     }
     return true;
+  }
+
+  // Puts a valid state update into `list`; false if it changes nothing (an older revision)
+  // or is refused (too large even alone: reported, and the stored entry for its key stays).
+  merge(list, { key, rev, token }) {
+    const i = list.findIndex((e) => e[0] == key);
+    // Highest revision wins; an equal one replaces (the server re-seals to refresh a token).
+    if (i >= 0 && list[i][1] > rev) return false;
+    const refused = this.fit([[key, rev, token]])[1].get(key);
+    if (refused) {
+      this.drop(key, refused);
+      return false;
+    }
+    if (i >= 0) list.splice(i, 1);
+    list.push([key, rev, token]);
+    return true;
+  }
+
+  /**
+   * Takes in a `{"type":"batch","seq":n,"messages":[...]}`: everything one event caused, all
+   * or nothing. It is checked whole first (a bad `seq`, `messages` that is not an array, a
+   * malformed state or drop message: nothing of it is taken, nothing acknowledged); then its
+   * state and drop messages go to storage in **one** write, and only then are the events up
+   * to `seq` acknowledged (a crash between the two resends an event the server then drops as
+   * a duplicate; never the reverse). If storage refuses the write nothing is acknowledged
+   * (the events are resent after a reconnect and applied to the state as stored). Returns
+   * the application's messages of the batch, in order (to hand to `onMessage`), or null for
+   * a batch refused whole.
+   */
+  absorbBatch(m) {
+    const items = m && m.messages;
+    if (!Number.isSafeInteger(m?.seq) || m.seq < 1 || !Array.isArray(items)) return null;
+    for (const x of items) {
+      if (x && x.type == "state" && !valid(x.key, x.rev, x.token)) return null;
+      if (x && x.type == "drop" && !(typeof x.key == "string" && KEY.test(x.key))) return null;
+    }
+    const app = [];
+    const list = this.entries();
+    const dropped = new Set();
+    let changed = false;
+    for (const x of items) {
+      if (!x || typeof x != "object" || typeof x.type != "string") continue;
+      if (x.type == "state") changed = this.merge(list, x) || changed;
+      else if (x.type == "drop") {
+        const i = list.findIndex((e) => e[0] === x.key);
+        if (i >= 0) {
+          list.splice(i, 1);
+          dropped.add(x.key);
+          changed = true;
+        }
+      } else if (!["salt", "recovered", "batch"].includes(x.type)) app.push(x);
+    }
+    let stored = true;
+    if (changed) {
+      const saved = this.write(list);
+      stored = !this.failed;
+      for (const key of dropped) if (!saved.some((e) => e[0] === key)) this.drop(key, "server-drop");
+    }
+    if (stored) this.ack(m.seq);
+    return app;
   }
 
   message(entries, input) {
@@ -297,10 +465,18 @@ export class Stash {
     return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
   }
 
-  /** Forgets the salt and the entries (not the server's limits). */
+  /**
+   * Forgets the salt, the entries and the unacknowledged events (not the server's limits, nor
+   * the sequence counter, which only goes up).
+   */
   clear() {
     this.s.removeItem(this.p + "salt");
     this.s.removeItem(this.p + "entries");
+    if (this.events.queue.length) {
+      this.events.queue = [];
+      this.evBytes = 0;
+      this.saveEvents();
+    }
   }
 }
 
@@ -339,12 +515,23 @@ export const headerValue = (options, input) => new Stash(options).headerValue(in
 /**
  * Opens a WebSocket that recovers its state on every (re)connect: the first message on each
  * socket is the recover message ({@link Stash#bundle}); `salt`, `state` and `drop` messages go
- * to the stash, `recovered` to `onRecovered` (its `limits` to the stash), the rest to `onMessage`.
+ * to the stash, `recovered` to `onRecovered` (its `limits` to the stash), a `batch` to the
+ * stash whole and its application messages to `onMessage`, the rest to `onMessage`.
  *
- * Options: those of {@link Stash} (including `onDropped`), plus `url` ("/ws", relative to the
- * page), `firstJitter` (25 ms), `baseDelay` (250 ms), `maxDelay` (15 s), `drainJitter` (50 ms) (defaults from
- * {@link RECONNECT}), `input` (a function returning the input object; default
- * {@link formInput}), and hooks `onOpen()`,
+ * Events exactly once: when `recovered` carries `applied` (a server that drops events it
+ * already applied), every plain object `send` sends is numbered (`"$seq"`) and kept until a
+ * `batch` acknowledges it ({@link Stash#enqueue}); on the next socket, after `recovered`, the
+ * ones above its `applied` are resent in order, before anything new, and the others
+ * forgotten. Messages sent between the socket's opening and `recovered` are held and sent
+ * right after it (while events are on or any are kept), so nothing overtakes a resend.
+ * Without `applied` messages go unnumbered, as before, and kept events wait for a server that
+ * announces it. `send(obj, {resend: false})` sends one unnumbered (for a message whose effect
+ * must not happen twice even across a worker's death, such as "kill this worker").
+ *
+ * Options: those of {@link Stash} (including `onDropped` and `onEventDropped`), plus `url`
+ * ("/ws", relative to the page), `firstJitter` (25 ms), `baseDelay` (250 ms), `maxDelay`
+ * (15 s), `drainJitter` (50 ms) (defaults from {@link RECONNECT}), `input` (a function returning the input object;
+ * default {@link formInput}), and hooks `onOpen()`,
  * `onReconnecting(attempt, delay)`, `onRecovered({restored, rejected})`, `onMessage(msg)` for
  * application messages, `onClose(event)`.
  *
@@ -365,6 +552,29 @@ export function connect(o = {}) {
   let attempt = 0;
   let timer = null;
   let closed = false;
+  let recovered = false; // `recovered` arrived on the current socket
+  let numbered = false; // ... and announced `applied`: messages are numbered and kept
+  let announced = false; // some socket announced `applied` (so hold before `recovered`)
+  const held = []; // [message, options] sent before `recovered`
+
+  const raw = (text) => {
+    try {
+      ws.send(text);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  // Sends now; a numbered message is kept first, so it goes out again if this send is lost.
+  const sendNow = (obj, opts) => {
+    if (numbered && opts?.resend !== false && plain(obj)) {
+      const text = stash.enqueue(obj);
+      if (text == null) return false;
+      raw(text);
+      return true;
+    }
+    return raw(JSON.stringify(obj));
+  };
 
   const url = () => {
     const u = new URL(o.url || "/ws", globalThis.location?.href);
@@ -393,6 +603,18 @@ export function connect(o = {}) {
       return;
     }
     if (!m || typeof m != "object" || typeof m.type != "string") return;
+    if (m.type == "batch") {
+      let app;
+      try {
+        app = stash.absorbBatch(m);
+      } catch (e) {
+        console.warn("state-recovery: bad message", e);
+        return;
+      }
+      if (!app) console.warn("state-recovery: malformed batch ignored");
+      for (const x of app || []) call(o.onMessage, x);
+      return;
+    }
     try {
       if (stash.absorb(m)) return;
     } catch (e) {
@@ -401,6 +623,15 @@ export function connect(o = {}) {
     }
     if (m.type == "recovered") {
       attempt = 0;
+      recovered = true;
+      numbered = Number.isSafeInteger(m.applied) && m.applied >= 0;
+      if (numbered) {
+        announced = true;
+        // Forget what the restored state already has; resend the rest, in order.
+        stash.ack(m.applied);
+        for (const [, text] of stash.events.queue) if (!raw(text)) break;
+      }
+      for (const [obj, opts] of held.splice(0)) sendNow(obj, opts);
       const n = (x) => (Number.isSafeInteger(x) && x >= 0 ? x : 0);
       call(o.onRecovered, { restored: n(m.restored), rejected: n(m.rejected) });
     } else call(o.onMessage, m);
@@ -410,6 +641,7 @@ export function connect(o = {}) {
     timer = null;
     if (closed) return;
     let s;
+    recovered = numbered = false;
     try {
       s = ws = new WebSocket(url());
     } catch (e) {
@@ -453,15 +685,26 @@ export function connect(o = {}) {
   open();
   return {
     stash,
-    /** Sends an application message; false (and dropped) while disconnected. */
-    send(obj) {
+    /**
+     * Sends an application message; false (and dropped) while disconnected, or when the
+     * events queue is full (`onEventDropped`, "over-event-limit"). Numbered and kept until
+     * acknowledged when the server announced `applied`, unless `opts.resend === false`.
+     */
+    send(obj, opts) {
       if (!ws || ws.readyState != 1) return false;
-      try {
-        ws.send(JSON.stringify(obj));
+      if (!recovered && (announced || stash.events.queue.length)) {
+        if (held.length + stash.events.queue.length >= stash.maxEvents) {
+          call(stash.onEventDropped, obj, "over-event-limit");
+          return false;
+        }
+        held.push([obj, opts]);
         return true;
-      } catch {
-        return false;
       }
+      return sendNow(obj, opts);
+    },
+    /** Messages sent and not yet acknowledged (kept for resending), plus those held. */
+    get pending() {
+      return stash.events.queue.length + held.length;
     },
     get connected() {
       return !!ws && ws.readyState == 1;

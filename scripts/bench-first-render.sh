@@ -18,11 +18,11 @@ cargo build --quiet --release -p state-recovery-bench --example first_render
 dir=$(mktemp -d /tmp/state-recovery-first-render.XXXXXX)
 keys="bench:$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
 STATE_RECOVERY_KEYS=$keys PORT=$port WORKER_ID=bench RUST_LOG=warn \
-  target/release/examples/demo >"$dir/demo.log" 2>&1 &
+  ${CARGO_TARGET_DIR:-target}/release/examples/demo >"$dir/demo.log" 2>&1 &
 demo=$!
 trap 'kill $demo 2>/dev/null || true; wait $demo 2>/dev/null || true; rm -rf "$dir"' EXIT
 for _ in $(seq 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
   sleep 0.05
 done
-timeout 300 target/release/examples/first_render "ws://127.0.0.1:$port/ws" "$runs"
+timeout 300 ${CARGO_TARGET_DIR:-target}/release/examples/first_render "ws://127.0.0.1:$port/ws" "$runs"

@@ -24,7 +24,8 @@
 #   NGINX_BACKLOG        the listen backlog of nginx's port (default: not set, nginx's 511; the
 #                        kernel caps it at net.core.somaxconn). A reconnect storm of more tabs
 #                        than that within a few ms overflows it (SYNs dropped, retried after 1 s).
-# Ctrl-C (or any exit) stops everything this script started.
+# Refuses to start when nginx's port or a worker's is in use. Ctrl-C (or any exit) stops everything
+# this script started.
 #
 # Per-worker settings (for rolling deploys): each time worker i is (re)started, if
 # $CLUSTER_DIR/w<i>.env exists, its KEY=VALUE lines are passed to that worker on top of the
@@ -86,6 +87,22 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# Our ports must be free: a busy one would let the health checks below (and whatever drives
+# this cluster) talk to someone else's server.
+in_use() {
+  if command -v ss >/dev/null; then
+    [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]] && return 0
+  fi
+  timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+busy=()
+for p in "$port" $(seq $((base + 1)) $((base + n))); do in_use "$p" && busy+=("$p"); done
+if ((${#busy[@]})); then
+  echo "cluster: port(s) ${busy[*]} already in use; stop what listens there or choose others" \
+    "with PORT (nginx, now $port) and WORKER_BASE_PORT (workers on base+1..base+$n, now $base)" >&2
+  exit 1
+fi
 
 # nginx (the Debian package), installed when missing.
 if ! command -v nginx >/dev/null; then

@@ -133,11 +133,14 @@ async function main() {
   await until("step 3", `return document.querySelector("[data-step]").dataset.step == "3"`);
   const draft = "half-typed draft, e2e 123";
   await type("#wizard-draft", draft);
-  // The server sealed the whole draft: it is in the newest wizard entry of the stash.
+  // The server sealed the whole draft: it is in the newest wizard entry of the stash (beside
+  // the other two components' and the applied-events entry), and every event is acknowledged.
   await until(
     "the draft in the stash",
     `const e = JSON.parse(sessionStorage.getItem("state-recovery:entries") || "[]");
-     return e.length == 3 && e.some((x) => atob(x[2].replace(/-/g, "+").replace(/_/g, "/")).includes(arguments[0]));`,
+     const q = JSON.parse(sessionStorage.getItem("state-recovery:events") || "{}").queue || [];
+     return e.length == 4 && q.length == 0 &&
+       e.some((x) => atob(x[2].replace(/-/g, "+").replace(/_/g, "/")).includes(arguments[0]));`,
     draft,
   );
   const before = await page();

@@ -20,7 +20,12 @@
 // it does not come back within WAIT_MS (10 s). Exits 1 if any client was lost.
 // SKIP_EXPAND=1 skips phase 1: a negative control, which must lose clients.
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
-import { connect } from "../client/state-recovery.js";
+import { pathToFileURL } from "node:url";
+
+// CLIENT: another build of the client (to compare releases); by default this checkout's.
+const { connect } = await import(
+  process.env.CLIENT ? pathToFileURL(process.env.CLIENT).href : "../client/state-recovery.js"
+);
 
 const APP_WS = process.env.APP_WS;
 const CLUSTER_DIR = process.env.CLUSTER_DIR;

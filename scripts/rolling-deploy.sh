@@ -12,7 +12,8 @@
 #   scripts/rolling-deploy.sh 100
 #
 # Environment: PORT (nginx, default 3400), WORKER_BASE_PORT (default 3410: workers on
-# 3411..3413), ALLOW_SMALL=1 (allow N < 50), KEEP=1 (keep the cluster dir and logs even on
+# 3411..3413), DEMO_BIN and CLIENT (another build of the demo and of the JS client, to compare
+# releases; by default this checkout's), ALLOW_SMALL=1 (allow N < 50), KEEP=1 (keep the cluster dir and logs even on
 # success; on failure they are always kept), SKIP_EXPAND=1 (a negative control: straight to
 # the contract phase, so K workers get entries they cannot read and clients are lost; expect a
 # failure). Loopback only. Refuses to start if any of its
@@ -70,8 +71,11 @@ source "$root/scripts/cluster-run.sh"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-(cd "$root" && cargo build --quiet --example demo)
-bin=${CARGO_TARGET_DIR:-$root/target}/debug/examples/demo
+bin=${DEMO_BIN:-}
+if [[ -z $bin ]]; then
+  (cd "$root" && cargo build --quiet --example demo)
+  bin=${CARGO_TARGET_DIR:-$root/target}/debug/examples/demo
+fi
 
 # Version K everywhere to start with, whatever this shell has set.
 mkdir -p "$work/cluster"

@@ -147,6 +147,14 @@ impl Restored {
         self.accepted.is_empty()
     }
 
+    /// Removes the accepted entry for `key` (it is then neither accepted nor rejected), with
+    /// its position in the bundle.
+    pub(crate) fn take_accepted(&mut self, key: &StateKey) -> Option<(RawEntry, usize)> {
+        let entry = self.accepted.remove(key)?;
+        let index = self.positions.remove(key).unwrap_or_default();
+        Some((entry, index))
+    }
+
     /// Moves every accepted entry for which `reject` holds to the rejected ones, with
     /// `reason` (for checks after the MAC, such as the guard's), keeping bundle order.
     /// Returns how many moved.

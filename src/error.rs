@@ -382,6 +382,13 @@ pub enum SealError {
     /// restored) is not overwritten, and comes back once the store answers again.
     #[error("the guard's store was unavailable when this connection started, and the guard fails closed")]
     GuardUnavailable,
+    /// The state key is the reserved key of the applied-events entry
+    /// ([`Recovery::applied_key`](crate::Recovery::applied_key)): only the context's event
+    /// tracking ([`RecoveryContext::accept_event`](crate::RecoveryContext::accept_event))
+    /// seals it, so no application seal can forge or overwrite what the client was told was
+    /// applied.
+    #[error("the state key is reserved for the applied-events entry")]
+    ReservedKey,
 }
 
 #[cfg(test)]

@@ -43,6 +43,9 @@ const NAMED_LABEL: &[u8] = b"state-recovery/v2/named-key";
 const DEFAULT_LOCATION_KEY_LABEL: &[u8] = b"state-recovery/v1/default-location-key";
 /// The label of the key the [guard](crate::guard) hashes its store ids with.
 pub(crate) const STORE_ID_LABEL: &[u8] = b"state-recovery/v1/store-id";
+/// The label of the reserved state key of the applied-events entry
+/// ([`Recovery::applied_key`](crate::Recovery::applied_key)).
+const APPLIED_LABEL: &[u8] = b"state-recovery/v1/applied-events";
 
 /// The longest name of a named location, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
@@ -459,6 +462,10 @@ pub(crate) struct LocationHasher {
     /// Whether `lk` is a configured location key (a secret) rather than derived from the
     /// namespace.
     secret: bool,
+    /// The reserved key of the applied-events entry: the first 16 bytes of
+    /// `HMAC(lk, PAE[applied label, namespace])`, an input no location produces (see
+    /// [`applied_key`](Self::applied_key)).
+    applied: StateKey,
 }
 
 impl LocationHasher {
@@ -484,7 +491,17 @@ impl LocationHasher {
             named: prefixed(NAMED_LABEL),
             store_ids: mac::keyed(id_key.as_ref()),
             secret: location_key.is_some(),
+            applied: truncated(prefixed(APPLIED_LABEL)),
         }
+    }
+
+    /// The reserved state key of the applied-events entry. Its MAC input is
+    /// `PAE[applied label, namespace]` alone, while every location's starts with
+    /// `PAE[named or source label, namespace]` (labels of other lengths) and continues with a
+    /// second PAE block: no location hashes to the same input, so one could only collide by a
+    /// 128-bit collision of the truncated HMAC.
+    pub(crate) const fn applied_key(&self) -> StateKey {
+        self.applied
     }
 
     /// A MAC state keyed with the store-id key (for the guard's hashed store ids), and
@@ -522,13 +539,18 @@ impl LocationHasher {
                 m
             }
         };
-        let full = hmac::Mac::finalize(m).into_bytes();
-        let mut out = [0u8; 16];
-        for (o, b) in out.iter_mut().zip(full.iter()) {
-            *o = *b;
-        }
-        StateKey(out)
+        truncated(m)
     }
+}
+
+/// The first 16 bytes of a finished MAC, as a state key.
+fn truncated(m: HmacSha256) -> StateKey {
+    let full = hmac::Mac::finalize(m).into_bytes();
+    let mut out = [0u8; 16];
+    for (o, b) in out.iter_mut().zip(full.iter()) {
+        *o = *b;
+    }
+    StateKey(out)
 }
 
 #[cfg(test)]
@@ -565,6 +587,31 @@ mod tests {
         assert_ne!(h.key(&a), LocationHasher::new(b"ns", None).key(&a));
         let shown = format!("{} {:?}", h.key(&a), h.key(&a));
         assert!(!shown.contains("app"));
+    }
+
+    #[test]
+    fn the_applied_key_is_per_namespace_and_location_key_and_no_location_has_it() {
+        let h = hasher();
+        let applied = h.applied_key();
+        assert_eq!(applied, hasher().applied_key(), "stable");
+        assert_ne!(
+            applied,
+            LocationHasher::new(b"other", Some(&[9; 32])).applied_key()
+        );
+        assert_ne!(
+            applied,
+            LocationHasher::new(b"ns", Some(&[8; 32])).applied_key()
+        );
+        assert_ne!(applied, LocationHasher::new(b"ns", None).applied_key());
+        // Locations spelled like the label or the namespace hash elsewhere.
+        for loc in [
+            Location::named("state-recovery", "v1/applied-events"),
+            Location::named("ns", "applied-events"),
+            Location::new("state-recovery/v1/applied-events", 0, 0),
+            Location::new("ns", 0, 0),
+        ] {
+            assert_ne!(h.key(&loc), applied, "{loc}");
+        }
     }
 
     #[test]

@@ -219,6 +219,22 @@ impl Recovery {
         self.inner.hasher.key(location)
     }
 
+    /// The reserved state key of the **applied-events entry**: the entry in which a context
+    /// with events on ([`Endpoint::with_events`](crate::protocol::Endpoint::with_events))
+    /// records the last event sequence it applied, sealed like any entry (bound to the salt and
+    /// subject, expiring, refreshed, counted in the budget and, with a guard, in the marks).
+    ///
+    /// It is the first 16 bytes of `HMAC(location_key, PAE["state-recovery/v1/applied-events",
+    /// namespace])`: no [`Location`] can produce it (every location's MAC input starts with
+    /// another label and goes on with a second PAE block), and
+    /// [`RecoveryContext::seal`](crate::RecoveryContext::seal) refuses it
+    /// ([`SealError::ReservedKey`](crate::SealError::ReservedKey)), so only the events code
+    /// seals it. It depends on the namespace and the location key, like every state key.
+    #[must_use]
+    pub fn applied_key(&self) -> StateKey {
+        self.inner.hasher.applied_key()
+    }
+
     /// An empty registry for this configuration's state keys: declare the application's
     /// slots in it at start-up.
     #[must_use]

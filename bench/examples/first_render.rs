@@ -4,8 +4,9 @@
 //! open → first reply). Run by `scripts/bench-first-render.sh`.
 //!
 //! ```text
-//! cargo run --release -p state-recovery-bench --example first_render -- ws://127.0.0.1:3951/ws [RUNS]
+//! cargo run --release -p state-recovery-bench --example first_render -- ws://127.0.0.1:3951/ws [RUNS [OTHER_URL]]
 //! ```
+//! With `OTHER_URL` (a worker of another release), both are measured in the same rounds.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 #![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
@@ -124,41 +125,74 @@ fn pct(v: &mut [Duration], p: usize) -> f64 {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let url = args.next().expect("usage: first_render WS_URL [RUNS]");
+    let url = args
+        .next()
+        .expect("usage: first_render WS_URL [RUNS [OTHER_WS_URL]]");
     let runs: usize = args.next().map_or(300, |n| n.parse().unwrap());
+    // A second worker (another release) measured in the same rounds, for a before/after.
+    let other = args.next();
     let (salt, tokens) = build_state(&url).await;
     let hello =
         json!({"type": "recover", "salt": salt, "entries": tokens, "input": {}}).to_string();
+    let other = match other {
+        Some(u) => {
+            let (salt, tokens) = build_state(&u).await;
+            let h = json!({"type": "recover", "salt": salt, "entries": tokens, "input": {}});
+            Some((u, h.to_string()))
+        }
+        None => None,
+    };
     let echo = echo_server().await;
     // Warm both up.
     for _ in 0..20 {
         reconnect(&url, &hello).await;
+        if let Some((u, h)) = &other {
+            reconnect(u, h).await;
+        }
         echo_once(&echo).await;
     }
     let (mut rec, mut last, mut base) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut rec2, mut last2) = (Vec::new(), Vec::new());
     for i in 0..runs {
-        // Interleaved, alternating which goes first, so load on the machine hits both.
-        if i % 2 == 0 {
-            let (r, l) = reconnect(&url, &hello).await;
-            base.push(echo_once(&echo).await);
-            rec.push(r);
-            last.push(l);
-        } else {
-            base.push(echo_once(&echo).await);
-            let (r, l) = reconnect(&url, &hello).await;
-            rec.push(r);
-            last.push(l);
+        // Interleaved, rotating which goes first, so load on the machine hits each alike.
+        for k in 0..3 {
+            match (i + k) % 3 {
+                0 => {
+                    let (r, l) = reconnect(&url, &hello).await;
+                    rec.push(r);
+                    last.push(l);
+                }
+                1 => base.push(echo_once(&echo).await),
+                _ => {
+                    if let Some((u, h)) = &other {
+                        let (r, l) = reconnect(u, h).await;
+                        rec2.push(r);
+                        last2.push(l);
+                    }
+                }
+            }
         }
     }
     let (b50, b99) = (pct(&mut base, 50), pct(&mut base, 99));
-    let (r50, r99) = (pct(&mut rec, 50), pct(&mut rec, 99));
-    let (l50, l99) = (pct(&mut last, 50), pct(&mut last, 99));
     println!("runs {runs}, 3 entries restored per reconnect");
-    println!("socket open -> recovered:              median {r50:.3} ms, p99 {r99:.3} ms");
-    println!("socket open -> last render (3 of 3):   median {l50:.3} ms, p99 {l99:.3} ms");
+    let report = |name: &str, rec: &mut Vec<Duration>, last: &mut Vec<Duration>| {
+        let (r50, r99) = (pct(rec, 50), pct(rec, 99));
+        let (l50, l99) = (pct(last, 50), pct(last, 99));
+        println!(
+            "{name}socket open -> recovered:              median {r50:.3} ms, p99 {r99:.3} ms"
+        );
+        println!(
+            "{name}socket open -> last render (3 of 3):   median {l50:.3} ms, p99 {l99:.3} ms"
+        );
+        println!(
+            "{name}last render / baseline:                median {:.2}x",
+            l50 / b50
+        );
+    };
+    report("", &mut rec, &mut last);
+    if let Some((u, _)) = &other {
+        println!("other worker ({u}):");
+        report("  ", &mut rec2, &mut last2);
+    }
     println!("baseline, bare echo (open -> reply):   median {b50:.3} ms, p99 {b99:.3} ms");
-    println!(
-        "last render / baseline:                median {:.2}x",
-        l50 / b50
-    );
 }

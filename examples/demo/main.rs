@@ -12,7 +12,10 @@
 //! sends it to the browser, which keeps the newest entry per component in `sessionStorage`.
 //! Kill the worker (SIGKILL it, or, with `DEMO_ALLOW_KILL=1`, "kill this worker" on the page
 //! or `POST /kill`): the page reconnects, possibly to another worker with the same key ring,
-//! hands its entries back, and every component comes back as it was.
+//! hands its entries back, and every component comes back as it was. Events go through the
+//! layer's events (`StateRecoveryLayer::with_events`): the page numbers them, each reply (the
+//! sealed entry, the render and the record that the event was applied) is one frame, and an
+//! event the dead worker never answered is resent to the next one, which applies it once.
 //!
 //! Environment: `STATE_RECOVERY_KEYS` (the key ring; when unset, a development ring is created
 //! once in `.state-recovery-dev-keys`, with a warning), `BIND` (default `127.0.0.1`), `PORT`
@@ -69,7 +72,6 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::SinkExt as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
@@ -290,6 +292,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .with_registry(Arc::new(registry))
                 .with_drain(drain.clone())
                 .with_guard(guard.clone())
+                // The page's events survive a killed worker, each applied once.
+                .with_events()
                 .with_subject(|req| user_of(&req.headers)),
         )
         .layer(axum::middleware::map_response(move |mut res: Response| {
@@ -307,7 +311,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(addr) => addr,
         Err(_) => format!("{bind}:{port}").parse()?,
     };
-    let listener = listen(addr, env_backlog()?)?;
+    let listener = match listen(addr, env_backlog()?) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            return Err(format!(
+                "cannot listen on {addr}: the port is in use (another worker, or another \
+                 program); choose another PORT"
+            )
+            .into())
+        }
+        Err(e) => return Err(format!("cannot listen on {addr}: {e}").into()),
+    };
     eprintln!(
         "worker {worker} (state schema {}) listening on http://{}",
         Wizard::current_schema(),
@@ -619,7 +633,11 @@ impl<'a, C: Component> Live<'a, C> {
         (Self { store, state }, outcome.needs_seal() || changed)
     }
 
-    /// Applies an event and sends what changed: a new sealed entry, and a render.
+    /// Applies an event and sends what changed: a new sealed entry, and a render. For an
+    /// event the page numbered, the session puts both into the event's batch (with the record
+    /// that the event was applied), sent as one frame when `live` goes back to `recv`: a
+    /// worker killed at any point leaves the page with all of it or none of it, and the page
+    /// resends what it did not get to the next worker, which applies it once.
     async fn apply(
         &mut self,
         session: &mut RecoverySession,
@@ -634,7 +652,10 @@ impl<'a, C: Component> Live<'a, C> {
         if change == Change::Render {
             out.push(self.render());
         }
-        send_all(session, out).await
+        if out.is_empty() {
+            return Ok(());
+        }
+        session.send_all(out).await
     }
 
     /// The state sealed (the slot picks the revision and version), as a message to send.
@@ -654,22 +675,6 @@ impl<'a, C: Component> Live<'a, C> {
         let msg = json!({"type": "render", "id": C::ID, "html": self.state.render()});
         Message::Text(msg.to_string().into())
     }
-}
-
-/// Sends messages with one flush (one TCP segment where they fit, no wait on Nagle).
-async fn send_all(
-    session: &mut RecoverySession,
-    messages: Vec<Message>,
-) -> Result<(), axum::Error> {
-    if messages.is_empty() {
-        return Ok(());
-    }
-    session.ready().await?;
-    let socket = session.socket_mut();
-    for m in messages {
-        socket.feed(m).await?;
-    }
-    socket.flush().await
 }
 
 /// One live connection: the layer has already read the reconnect message and sent `salt` (if
@@ -701,7 +706,8 @@ async fn live(app: App, mut session: RecoverySession) -> Result<(), axum::Error>
         first.extend(wizard.sealed(&session));
     }
     first.extend([counter.render(), todos.render(), wizard.render()]);
-    send_all(&mut session, first).await?;
+    // One flush for the burst (one TCP segment where it fits, no wait on Nagle).
+    session.send_all(first).await?;
 
     // `recv` also refreshes entries on a long-lived connection, and returns `None` once the
     // worker drains (after closing the socket with 1012: the page reconnects elsewhere).
@@ -745,6 +751,8 @@ async fn live(app: App, mut session: RecoverySession) -> Result<(), axum::Error>
                 action,
                 value,
             } => match target.as_str() {
+                // `session.event_seq()` / `event_id()` name the event (numbered by the page):
+                // an effect outside sealed state (none here) would be keyed by the id.
                 Counter::ID => counter.apply(&mut session, &action, &value).await?,
                 Todos::ID => todos.apply(&mut session, &action, &value).await?,
                 Wizard::ID => wizard.apply(&mut session, &action, &value).await?,

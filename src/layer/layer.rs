@@ -194,6 +194,19 @@ impl StateRecoveryLayer {
         self.map(|c| c.endpoint = c.endpoint.clone().without_refresh())
     }
 
+    /// Delivers the JS client's events exactly once across worker deaths (see
+    /// [`Endpoint::with_events`] and
+    /// [events exactly once](crate::protocol#events-exactly-once)): `recovered` announces the
+    /// last applied sequence, the client numbers its messages and resends those not
+    /// acknowledged after a reconnect, and [`RecoverySession::recv`](super::RecoverySession::recv)
+    /// drops the ones the restored state already has and answers each new one with **one**
+    /// `batch` frame holding everything the handler sent while handling it (send through the
+    /// session, not the socket). Messages without a sequence (other clients) are handled as
+    /// before.
+    pub fn with_events(self) -> Self {
+        self.map(|c| c.endpoint = c.endpoint.clone().with_events())
+    }
+
     /// Checks every reconnect (WebSocket and HTTP) against `guard`'s shared store:
     /// revocation (`revoked`) and rollback (`rolled-back`), one round trip bounded by the
     /// guard's timeout, with its policy when the store is unavailable; every seal queues a

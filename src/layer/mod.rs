@@ -37,7 +37,9 @@
 //! the glue adds: the JS client served at `/state-recovery.js`, the `State-Recovery` header
 //! and JSON-body forms for plain HTTP ([`Recovered`] as an extractor), the WebSocket session
 //! ([`RecoverySocket`] → [`RecoverySession`], whose [`recv`](RecoverySession::recv) refreshes
-//! entries and closes with 1012 on drain), the `Origin` check on upgrades (same host by
+//! entries, closes with 1012 on drain and, with
+//! [`StateRecoveryLayer::with_events`], delivers each event once and answers it with one batch
+//! frame), the `Origin` check on upgrades (same host by
 //! default: [the `Origin` check](StateRecoveryLayer#the-origin-check)), the first-message
 //! timeout, and the subject read from each request. Rejection reasons go to `tracing` (target `state_recovery`; the
 //! claimed key in hex and the reason code, never a token, payload, salt or secret).

@@ -1,7 +1,9 @@
 //! `RecoverySocket`: a WebSocket upgrade whose session starts by reading the reconnect
 //! message, then hands over the socket; `RecoverySession::recv` also refreshes entries on
-//! long-lived connections and closes the socket when the worker drains.
+//! long-lived connections, closes the socket when the worker drains, and (with events on)
+//! drops resent events and answers each new one with one batch frame.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
@@ -16,8 +18,8 @@ use futures_util::SinkExt as _;
 use super::handle::{MissingLayer, RecoveryHandle};
 use crate::bundle::Restored;
 use crate::protocol::{
-    ClientInput, Drain, Recovered, RecoveryContext, ServerMessage, SessionGuard, DRAIN_CLOSE_CODE,
-    DRAIN_CLOSE_REASON,
+    Batch, ClientInput, Drain, EventId, Incoming, Recovered, RecoveryContext, ServerMessage,
+    SessionGuard, DRAIN_CLOSE_CODE, DRAIN_CLOSE_REASON,
 };
 
 /// The body of the 403 for an upgrade from an origin that is not allowed.
@@ -137,6 +139,23 @@ impl RecoverySocket {
 
 /// A recovered WebSocket connection: the socket, and what the reconnect message restored.
 ///
+/// # Events exactly once
+/// On a layer [with events](super::StateRecoveryLayer::with_events), `recovered` announces
+/// the last applied sequence and the JS client numbers its messages (`"$seq":N`). Then
+/// [`recv`](Self::recv) hands each numbered message to the application **once**: a resent
+/// one the restored state already has is answered with an acknowledgement and never
+/// returned. While the application handles a new event (from `recv` returning it to the next
+/// `recv`, or [`flush`](Self::flush)), everything it sends through the session
+/// ([`send`](Self::send), [`send_all`](Self::send_all)) is buffered, with the sealed
+/// applied-events entry, into one `{"type":"batch",...}` frame, sent when it goes back to
+/// `recv`: the client stores it all or nothing, so a worker dying at any point leaves the
+/// client either with the event's whole effect and its record, or with neither (and it
+/// resends the event to the next worker). No timer is involved: the batch leaves as soon as
+/// the handler returns to `recv`. [`event_seq`](Self::event_seq) and
+/// [`event_id`](Self::event_id) name the event being handled (key effects outside sealed
+/// state by the id: they can happen twice, see SECURITY.md). Writes to
+/// [`socket_mut`](Self::socket_mut) bypass the batch.
+///
 /// Its `Debug` shows the client's first message (when it was the application's own) by kind
 /// and length only: it may hold anything the user sent, tokens included.
 pub struct RecoverySession {
@@ -148,6 +167,18 @@ pub struct RecoverySession {
     _guard: Option<SessionGuard>,
     refresh_every: Duration,
     next_refresh: tokio::time::Instant,
+    /// `recovered` announced `applied`: numbered messages are deduplicated.
+    events: bool,
+    /// The batch of the event being handled.
+    batch: Option<Batch>,
+    /// What the handler sent during the event that a batch cannot carry (binary frames, text
+    /// that is not JSON, control frames): sent right after the batch.
+    after: Vec<Message>,
+    /// Frames on their way out, each removed once the socket took it, so a send cancelled
+    /// (a `recv` dropped by a timeout) is resumed by the next one, not lost.
+    outbox: VecDeque<Message>,
+    /// The sequence of the event being handled.
+    event: Option<u64>,
 }
 
 impl fmt::Debug for RecoverySession {
@@ -166,6 +197,9 @@ impl fmt::Debug for RecoverySession {
             .field("ready", &self.ready)
             .field("drain", &self.drain)
             .field("refresh_every", &self.refresh_every)
+            .field("events", &self.events)
+            .field("event", &self.event)
+            .field("batch", &self.batch)
             .finish_non_exhaustive()
     }
 }
@@ -222,6 +256,11 @@ impl RecoverySession {
             _guard: guard,
             refresh_every,
             next_refresh: after(refresh_every),
+            events: false,
+            batch: None,
+            after: Vec::new(),
+            outbox: VecDeque::new(),
+            event: None,
         };
         // The salt goes first, before any state update; the rest waits for `ready`.
         if let Some(salt) = session.recovered.salt_message() {
@@ -242,22 +281,73 @@ impl RecoverySession {
         }
         self.ready = true;
         let recovered = self.recovered.recovered_message();
+        self.events = recovered.applied.is_some();
         let pending = self.recovered.take_pending();
         let messages = std::iter::once(ServerMessage::from(recovered)).chain(pending);
-        for m in messages {
-            self.socket.feed(text(&m)).await?;
+        self.outbox.extend(messages.map(|m| text(&m)));
+        self.send_outbox().await
+    }
+
+    /// Sends the batch of the event being handled (everything sent through the session since
+    /// [`recv`](Self::recv) returned it, with its applied-events entry) as one frame, then
+    /// whatever it could not carry; after [`ready`](Self::ready). [`recv`](Self::recv) calls
+    /// it first; call it yourself before slow work that follows the event's last update, or
+    /// before writing to [`socket_mut`](Self::socket_mut). What the handler sends after it
+    /// goes out at once, outside the batch: a worker dying before that reaches the client
+    /// loses it (the event counts as applied), so seal the event's state before flushing.
+    ///
+    /// # Errors
+    /// The socket's error if the connection is gone.
+    pub async fn flush(&mut self) -> Result<(), axum::Error> {
+        self.ready().await?;
+        if let Some(batch) = self.batch.take() {
+            self.outbox.push_back(text(&batch.into()));
+            self.outbox.extend(self.after.drain(..));
+        }
+        self.send_outbox().await
+    }
+
+    /// Feeds every frame of the outbox, each removed once the socket took it, then flushes.
+    async fn send_outbox(&mut self) -> Result<(), axum::Error> {
+        if self.outbox.is_empty() {
+            return Ok(());
+        }
+        while let Some(m) = self.outbox.front() {
+            self.socket.feed(m.clone()).await?;
+            self.outbox.pop_front();
         }
         self.socket.flush().await
     }
 
-    /// The next message from the client, after [`ready`](Self::ready). While it waits, it
-    /// re-seals entries that reach a new time step (so state in a tab left open for days never
-    /// ages out) and, when the worker drains, closes the socket with code 1012 and returns
-    /// `None`. `None` also when the client closed the socket.
+    /// The sequence of the event being handled: the `$seq` of the message [`recv`](Self::recv)
+    /// last returned, when it was a new numbered event; `None` for a message without one.
+    #[must_use]
+    pub const fn event_seq(&self) -> Option<u64> {
+        self.event
+    }
+
+    /// The [`EventId`] of the event being handled ([`RecoveryContext::event_id`]): the
+    /// idempotency key for its effects outside sealed state, the same on every worker.
+    #[must_use]
+    pub fn event_id(&self) -> Option<EventId> {
+        self.event.map(|seq| self.context().event_id(seq))
+    }
+
+    /// The next message from the client, after [`ready`](Self::ready) and
+    /// [`flush`](Self::flush) (the previous event's batch). While it waits, it re-seals
+    /// entries that reach a new time step (so state in a tab left open for days never ages
+    /// out) and, when the worker drains, closes the socket with code 1012 and returns `None`.
+    /// `None` also when the client closed the socket.
+    ///
+    /// With events on, a numbered message the state already has is acknowledged and skipped,
+    /// one with a bad sequence is skipped (logged with its [`EventError`](crate::protocol::EventError)
+    /// code), and a new one opens the batch that the handler's sends go into
+    /// ([`event_seq`](Self::event_seq) is then its sequence).
     pub async fn recv(&mut self) -> Option<Result<Message, axum::Error>> {
-        if let Err(e) = self.ready().await {
+        if let Err(e) = self.flush().await {
             return Some(Err(e));
         }
+        self.event = None;
         loop {
             let drain = self.drain.clone();
             let draining = async move {
@@ -280,21 +370,60 @@ impl RecoverySession {
                         return Some(Err(e));
                     }
                 }
-                m = self.socket.recv() => return refuse_too_big(&mut self.socket, m).await,
+                m = self.socket.recv() => {
+                    let m = match m {
+                        Some(Ok(m)) => m,
+                        other => return refuse_too_big(&mut self.socket, other).await,
+                    };
+                    match self.classify(&m) {
+                        Some(Incoming::Duplicate(ack)) => {
+                            tracing::debug!(
+                                target: "state_recovery",
+                                seq = ack.seq(),
+                                "event already applied: acknowledged, not handled"
+                            );
+                            self.outbox.push_back(text(&ack.into()));
+                            if let Err(e) = self.send_outbox().await {
+                                return Some(Err(e));
+                            }
+                        }
+                        Some(Incoming::Refused(e)) => {
+                            tracing::info!(
+                                target: "state_recovery",
+                                reason = e.code(),
+                                error = %e,
+                                "numbered message refused: not handled"
+                            );
+                        }
+                        Some(Incoming::New(batch)) => {
+                            self.event = Some(batch.seq());
+                            self.batch = Some(batch);
+                            return Some(Ok(m));
+                        }
+                        Some(Incoming::Unsequenced) | None => return Some(Ok(m)),
+                    }
+                }
             }
+        }
+    }
+
+    /// What a client message is, when numbered messages are deduplicated (`None`: they are
+    /// not, or it is not text).
+    fn classify(&self, m: &Message) -> Option<Incoming> {
+        match m {
+            Message::Text(t) if self.events => {
+                Some(self.recovered.context().incoming(t.as_str().as_bytes()))
+            }
+            _ => None,
         }
     }
 
     /// Re-seals held entries that reached a new time step, and sends them in one flush.
     async fn send_refreshed(&mut self) -> Result<(), axum::Error> {
         let updates = self.recovered.context().refresh();
-        if updates.is_empty() {
-            return Ok(());
-        }
-        for update in updates {
-            self.socket.feed(text(&update.into())).await?;
-        }
-        self.socket.flush().await
+        self.outbox
+            .extend(updates.into_iter().map(|u| text(&u.into())));
+        self.send_outbox().await
     }
 
     /// What the reconnect message restored (restore slots from it:
@@ -323,8 +452,9 @@ impl RecoverySession {
     }
 
     /// The socket, to go on with the application's own messages. Call
-    /// [`ready`](Self::ready) first; prefer [`recv`](Self::recv), which also refreshes entries
-    /// and drains.
+    /// [`ready`](Self::ready) first (and [`flush`](Self::flush) while handling an event: what
+    /// is written here bypasses its batch); prefer [`recv`](Self::recv), which also refreshes
+    /// entries and drains, and [`send_all`](Self::send_all).
     pub fn socket_mut(&mut self) -> &mut WebSocket {
         &mut self.socket
     }
@@ -336,20 +466,58 @@ impl RecoverySession {
     }
 
     /// Sends one of this crate's messages (e.g. a [`StateUpdate`](crate::StateUpdate)) as a
-    /// text frame, after [`ready`](Self::ready).
+    /// text frame, after [`ready`](Self::ready); while an event is being handled, adds it to
+    /// the event's batch instead (sent by the next [`recv`](Self::recv) or
+    /// [`flush`](Self::flush)).
     ///
     /// # Errors
     /// The socket's error if the connection is gone.
     pub async fn send(&mut self, message: impl Into<ServerMessage>) -> Result<(), axum::Error> {
         self.ready().await?;
-        self.send_now(message.into()).await
+        let message = message.into();
+        if let Some(batch) = &mut self.batch {
+            batch.push(message);
+            return Ok(());
+        }
+        self.send_now(message).await
+    }
+
+    /// Sends frames of the application's own (renders, ...) with one flush, after
+    /// [`ready`](Self::ready); while an event is being handled, adds each JSON text frame to
+    /// the event's batch instead (in order), and keeps the others (binary, text that is not
+    /// JSON, control frames) to send right after it.
+    ///
+    /// # Errors
+    /// The socket's error if the connection is gone.
+    pub async fn send_all<I>(&mut self, messages: I) -> Result<(), axum::Error>
+    where
+        I: IntoIterator<Item = Message>,
+    {
+        self.ready().await?;
+        match &mut self.batch {
+            Some(batch) => {
+                for m in messages {
+                    match m {
+                        Message::Text(t) if batch.push_json(t.as_str()).is_ok() => {}
+                        other => self.after.push(other),
+                    }
+                }
+                Ok(())
+            }
+            None => {
+                self.outbox.extend(messages);
+                self.send_outbox().await
+            }
+        }
     }
 
     async fn send_now(&mut self, message: ServerMessage) -> Result<(), axum::Error> {
-        self.socket.send(text(&message)).await
+        self.outbox.push_back(text(&message));
+        self.send_outbox().await
     }
 
-    /// The socket and the recovery outcome, apart.
+    /// The socket and the recovery outcome, apart. A batch not yet [flushed](Self::flush) is
+    /// dropped: flush first.
     #[must_use]
     pub fn into_parts(self) -> (WebSocket, Recovered) {
         (self.socket, self.recovered)

@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 
 use super::client_input::{ClientInput, InputLimits};
 use super::context::RecoveryContext;
+use super::events::{AppliedPayload, APPLIED_SCHEMA, MAX_SEQ};
 use super::message::{DropMessage, RecoveredMessage, SaltMessage, ServerMessage};
 use crate::bundle::{Bundle, Rejected, Restored, WireStr};
 use crate::error::Reason;
@@ -49,6 +50,7 @@ pub struct Endpoint {
     refresh: bool,
     require_subject: bool,
     guard: Option<Guard>,
+    events: bool,
 }
 
 impl fmt::Debug for Endpoint {
@@ -60,6 +62,7 @@ impl fmt::Debug for Endpoint {
             .field("refresh", &self.refresh)
             .field("require_subject", &self.require_subject)
             .field("guard", &self.guard)
+            .field("events", &self.events)
             .finish()
     }
 }
@@ -76,6 +79,7 @@ impl Endpoint {
             refresh: true,
             require_subject: false,
             guard: None,
+            events: false,
         }
     }
 
@@ -126,6 +130,27 @@ impl Endpoint {
         self
     }
 
+    /// Delivers numbered client messages exactly once (see
+    /// [events exactly once](super#events-exactly-once)): every context it makes
+    /// [tracks events](RecoveryContext::with_events), with the last applied sequence restored
+    /// from the client's applied-events entry ([`Recovery::applied_key`]), which is then
+    /// neither counted in `recovered` nor reported unclaimed; `recovered` announces
+    /// `"applied":N` (when the context can seal), so the JS client numbers its messages and
+    /// resends those not acknowledged. Off by default: without it nothing changes (no message
+    /// is parsed, no entry sealed, `recovered` is as before), and a client that sends an
+    /// applied-events entry anyway sees it treated as any unclaimed entry.
+    #[must_use]
+    pub fn with_events(mut self) -> Self {
+        self.events = true;
+        self
+    }
+
+    /// Whether the endpoint deduplicates numbered messages ([`with_events`](Self::with_events)).
+    #[must_use]
+    pub const fn events(&self) -> bool {
+        self.events
+    }
+
     /// The guard, if any.
     #[must_use]
     pub fn guard(&self) -> Option<&Guard> {
@@ -149,6 +174,11 @@ impl Endpoint {
             context
         } else {
             context.without_refresh()
+        };
+        let context = if self.events {
+            context.with_events()
+        } else {
+            context
         };
         if self.require_subject {
             context.require_subject()
@@ -496,7 +526,7 @@ impl Endpoint {
     fn open(
         &self,
         bundle: &Bundle<'_>,
-        restored: Restored,
+        mut restored: Restored,
         subject: Option<&str>,
         input: ClientInput,
         g: Guarding,
@@ -509,6 +539,9 @@ impl Endpoint {
         // key the client dropped must still be above its mark.
         for (key, rev) in &g.marks {
             context.observe_revision(*key, *rev);
+        }
+        if self.events {
+            self.restore_applied(bundle, &mut restored, &context);
         }
         let mut pending: Vec<ServerMessage> = Vec::new();
         if restored.overflow() > 0 {
@@ -563,6 +596,48 @@ impl Endpoint {
             pending,
             body: None,
             guard: g.verdict,
+        }
+    }
+
+    /// Takes the client's applied-events entry out of the restored entries (it is the
+    /// protocol's, not the application's: neither counted nor unclaimed) and restores its
+    /// sequence into the context, which holds it (budget, refresh). An authentic entry whose
+    /// payload is not a sequence is rejected with its reason; a rejected or missing one
+    /// leaves nothing recorded.
+    fn restore_applied(
+        &self,
+        bundle: &Bundle<'_>,
+        restored: &mut Restored,
+        context: &RecoveryContext,
+    ) {
+        let key = self.recovery.applied_key();
+        let Some(entry) = restored.raw(&key) else {
+            return;
+        };
+        let seq = if entry.schema > APPLIED_SCHEMA {
+            Err(Reason::NewerSchema)
+        } else if entry.schema < APPLIED_SCHEMA {
+            Err(Reason::Outdated)
+        } else {
+            serde_json::from_str::<AppliedPayload>(entry.value.get())
+                .ok()
+                .map(|p| p.seq)
+                .filter(|s| (1..=MAX_SEQ).contains(s))
+                .ok_or(Reason::InvalidPayload)
+        };
+        match seq {
+            Ok(seq) => {
+                if let Some((entry, index)) = restored.take_accepted(&key) {
+                    context.observe_revision(key, entry.revision);
+                    if let Some(text) = bundle.entry(index) {
+                        context.hold(key, text, entry.step, entry.primary, true);
+                    }
+                    context.restore_applied(seq);
+                }
+            }
+            Err(reason) => {
+                restored.reject_where(reason, |e| e.key == key);
+            }
         }
     }
 
@@ -859,6 +934,13 @@ impl Recovered {
         &self.context
     }
 
+    /// The last event sequence the restored state has applied (0: none recorded), when the
+    /// endpoint [tracks events](Endpoint::with_events).
+    #[must_use]
+    pub fn applied_seq(&self) -> u64 {
+        self.context.applied_seq()
+    }
+
     /// `{"type":"salt",...}` if a salt was issued (send it first, before any state update).
     #[must_use]
     pub fn salt_message(&self) -> Option<SaltMessage> {
@@ -871,7 +953,9 @@ impl Recovered {
     /// restored when the application used it (through a [`Slot`](crate::Slot) or
     /// [`get`](Self::get)), or did not say but a slot claims it (or there is no registry);
     /// everything else is rejected, and a message refused whole counts as one. Build it after
-    /// restoring the application's state.
+    /// restoring the application's state. On an endpoint [with events](Endpoint::with_events)
+    /// whose context can seal, it carries `applied`, the last event sequence the restored state
+    /// has (the applied-events entry itself is not counted).
     #[must_use]
     pub fn recovered_message(&self) -> RecoveredMessage {
         let mut restored = 0usize;
@@ -892,10 +976,12 @@ impl Recovered {
                 rejected = rejected.saturating_add(1);
             }
         }
+        let announce = self.context.events_enabled() && self.context.can_seal();
         RecoveredMessage {
             restored,
             rejected: rejected.saturating_add(usize::from(self.rejection.is_some())),
             limits: self.context.recovery().limits().into(),
+            applied: announce.then(|| self.context.applied_seq()),
         }
     }
 

@@ -24,6 +24,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tower::ServiceExt as _;
 
 use crate::common::{recovery, recovery_with, ring, salt};
+use crate::events::{click, drain, next_frame, open, settle, Cut};
 
 #[derive(Clone, Copy)]
 struct Keys {
@@ -1218,5 +1219,354 @@ async fn session_debug_shows_no_first_message_or_payloads() {
             assert!(text.contains("first_message: None"), "{text}");
             assert!(text.contains(&k.note.to_string()), "{text}");
         }
+    }
+}
+
+/// An axum worker (the layer with events, a counter handled through `RecoverySession`) on a
+/// runtime of its own, so killing it (`shutdown_background`) drops every task and socket at
+/// once, as a SIGKILL does: nothing it had not written goes out.
+struct LayerWorker {
+    port: u16,
+    runtime: Option<tokio::runtime::Runtime>,
+    /// Where the next event stops (then `reached` is notified and the handler waits forever).
+    cut: Arc<std::sync::Mutex<Option<Cut>>>,
+    reached: Arc<tokio::sync::Notify>,
+    applied: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl LayerWorker {
+    fn start(recovery: &state_recovery::Recovery, events: bool) -> Self {
+        use axum::extract::ws::Message as WsMessage;
+        use state_recovery::{state_key, Slot};
+        let mut reg = recovery.registry();
+        let counter: Slot<u64> = Slot::declare(state_key!("counter"))
+            .register(&mut reg)
+            .unwrap();
+        let layer = StateRecoveryLayer::new(recovery.clone()).with_registry(Arc::new(reg));
+        let layer = if events { layer.with_events() } else { layer };
+        let cut: Arc<std::sync::Mutex<Option<Cut>>> = Arc::default();
+        let reached = Arc::new(tokio::sync::Notify::new());
+        let applied = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (c, r, a) = (cut.clone(), reached.clone(), applied.clone());
+        let app = axum::Router::new()
+            .route(
+                "/ws",
+                get(move |ws: RecoverySocket| {
+                    let (counter, cut, reached, applied) =
+                        (counter.clone(), c.clone(), r.clone(), a.clone());
+                    async move {
+                        ws.on_upgrade(move |mut session: RecoverySession| async move {
+                            let stop = |at: Cut| {
+                                let hit = *cut.lock().unwrap() == Some(at);
+                                if hit {
+                                    reached.notify_one();
+                                }
+                                hit
+                            };
+                            let render = |n: u64| {
+                                WsMessage::Text(
+                                    json!({"type": "render", "count": n}).to_string().into(),
+                                )
+                            };
+                            let (mut n, _) = counter.restore(session.recovered());
+                            if session.send_all([render(n)]).await.is_err() {
+                                return;
+                            }
+                            while let Some(Ok(WsMessage::Text(_))) = session.recv().await {
+                                if stop(Cut::BeforeApply) {
+                                    std::future::pending::<()>().await;
+                                }
+                                n += 1;
+                                applied.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                if let Ok(update) = counter.seal(session.context(), &n) {
+                                    let _ = session.send(update).await;
+                                }
+                                let _ = session.send_all([render(n)]).await;
+                                if stop(Cut::AfterApply) {
+                                    std::future::pending::<()>().await;
+                                }
+                                if cut.lock().unwrap().is_some() {
+                                    let _ = session.flush().await;
+                                }
+                                if stop(Cut::AfterFlush) {
+                                    std::future::pending::<()>().await;
+                                }
+                            }
+                        })
+                    }
+                }),
+            )
+            .layer(layer);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let port = std_listener.local_addr().unwrap().port();
+        let listener = {
+            let _in = runtime.enter();
+            tokio::net::TcpListener::from_std(std_listener).unwrap()
+        };
+        runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            port,
+            runtime: Some(runtime),
+            cut,
+            reached,
+            applied,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+
+    fn kill(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+
+    fn applied(&self) -> u64 {
+        self.applied.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for LayerWorker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The counter a tab stored (its entry's signed payload).
+fn stored_counter(tab: &crate::events::Tab, recovery: &state_recovery::Recovery) -> u64 {
+    let key = recovery.state_key(&state_recovery::state_key!("counter"));
+    tab.payload(key).and_then(|v| v.as_u64()).unwrap_or(0)
+}
+
+/// Over a real socket through the axum layer: a worker killed between the client's send and
+/// the reply, at each point (before the handler applied the click, after it applied and sent
+/// it into the session, after the session flushed the batch but before the client stored
+/// it). The click counts once on the next worker. Without events (the layer as before), the
+/// same kill loses it whenever the reply did not make it out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_in_flight_when_its_worker_dies_counts_once_through_the_layer() {
+    let (r, _) = recovery();
+    for events in [true, false] {
+        for cut in [Cut::BeforeApply, Cut::AfterApply, Cut::AfterFlush] {
+            let mut a = LayerWorker::start(&r, events);
+            let b = LayerWorker::start(&r, events);
+            let mut tab = crate::events::Tab::default();
+            let mut ws = open(&a.url(), &mut tab).await;
+            assert_eq!(tab.numbered, events, "recovered announces applied");
+            for _ in 0..2 {
+                send_click(&mut ws, &mut tab).await;
+            }
+            assert_eq!(stored_counter(&tab, &r), 2);
+            *a.cut.lock().unwrap() = Some(cut);
+            let reached = a.reached.notified();
+            let text = tab.send(json!({"type": "inc"}));
+            ws.send(Message::text(text)).await.unwrap();
+            tokio::time::timeout(Duration::from_secs(10), reached)
+                .await
+                .unwrap();
+            a.kill();
+            if cut == Cut::AfterFlush {
+                drop(ws); // the batch was written, and is lost before the client stores it
+            } else {
+                drain(&mut ws, &mut tab).await; // what arrived before the close is stored
+            }
+
+            let mut ws = open(&b.url(), &mut tab).await;
+            settle(&mut ws, &mut tab).await;
+            if events {
+                assert_eq!(stored_counter(&tab, &r), 3, "{cut:?}: counted once");
+                assert_eq!(b.applied(), 1, "{cut:?}");
+                send_click(&mut ws, &mut tab).await;
+                assert_eq!(stored_counter(&tab, &r), 4, "{cut:?}");
+            } else {
+                // Without events the handler's sends go out at once: a click is lost unless
+                // they reached the client before the kill (AfterApply here).
+                let kept = u64::from(cut == Cut::AfterApply);
+                assert_eq!(
+                    stored_counter(&tab, &r),
+                    2 + kept,
+                    "{cut:?}: lost without events"
+                );
+                assert_eq!(b.applied(), 0, "{cut:?}");
+            }
+        }
+    }
+}
+
+/// One click: numbered or not, then its reply (a batch, or the state and render frames).
+async fn send_click(ws: &mut crate::events::Ws, tab: &mut crate::events::Tab) {
+    if tab.numbered {
+        return click(ws, tab).await;
+    }
+    let text = tab.send(json!({"type": "inc"}));
+    ws.send(Message::text(text)).await.unwrap();
+    loop {
+        let m = next_frame(ws).await;
+        tab.take(&m.to_string());
+        if m["type"] == "render" {
+            return;
+        }
+    }
+}
+
+/// What the session does with numbered messages: one batch per new event (the handler's
+/// updates coalesced, its renders in order, the applied-events entry, then what a batch
+/// cannot carry), duplicates acknowledged without reaching the handler, `event_seq` and
+/// `event_id` for the handler; unnumbered messages as before. Without `with_events` nothing
+/// is announced and `$seq` is the application's field like any other.
+#[tokio::test]
+async fn the_session_answers_each_new_event_with_one_batch_and_drops_duplicates() {
+    let (r, _) = recovery();
+    let applied_key = r.applied_key().to_string();
+    for events in [true, false] {
+        let k = keys(&r);
+        let handled = Arc::new(Mutex::new(Vec::<Value>::new()));
+        let seen = handled.clone();
+        let app = Router::new()
+            .route(
+                "/ws",
+                get(move |ws: RecoverySocket| async move {
+                    ws.on_upgrade(move |mut session: RecoverySession| async move {
+                        let mut n: u32 = session.recovered().get(k.counter).unwrap_or(0);
+                        while let Some(Ok(axum::extract::ws::Message::Text(t))) =
+                            session.recv().await
+                        {
+                            let seq = session.event_seq();
+                            let id = session.event_id().map(|i| i.to_string());
+                            seen.lock()
+                                .unwrap()
+                                .push(json!({"text": t.as_str(), "seq": seq}));
+                            // Two seals of one key: the batch keeps the newer.
+                            for _ in 0..2 {
+                                n += 1;
+                                let ctx = session.context();
+                                let u = ctx.seal(k.counter, ctx.next_revision(k.counter), 1, &n);
+                                session.send(u.unwrap()).await.unwrap();
+                            }
+                            let render = json!({"type": "render", "n": n, "seq": seq, "id": id});
+                            let bin = axum::extract::ws::Message::Binary(vec![1, 2].into());
+                            session
+                                .send_all([render.to_string().into(), bin, "not json".into()])
+                                .await
+                                .unwrap();
+                        }
+                    })
+                }),
+            )
+            .layer(if events {
+                StateRecoveryLayer::new(r.clone()).with_events()
+            } else {
+                StateRecoveryLayer::new(r.clone())
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let (mut c, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .unwrap();
+        c.send(Message::text(
+            r#"{"type":"recover","salt":null,"entries":[]}"#,
+        ))
+        .await
+        .unwrap();
+        assert_eq!(recv_json(&mut c).await["type"], "salt");
+        let recovered = recv_json(&mut c).await;
+        assert_eq!(recovered["type"], "recovered");
+        if !events {
+            assert!(recovered.get("applied").is_none(), "{recovered}");
+            c.send(Message::text(r#"{"type":"inc","$seq":1}"#))
+                .await
+                .unwrap();
+            let first = recv_json(&mut c).await;
+            assert_eq!(
+                (first["type"].as_str(), first["rev"].as_u64()),
+                (Some("state"), Some(1))
+            );
+            continue;
+        }
+        assert_eq!(recovered["applied"], 0);
+
+        c.send(Message::text(r#"{"type":"inc","$seq":1}"#))
+            .await
+            .unwrap();
+        let batch = recv_json(&mut c).await;
+        assert_eq!(
+            (batch["type"].as_str(), batch["seq"].as_u64()),
+            (Some("batch"), Some(1))
+        );
+        let msgs = batch["messages"].as_array().unwrap();
+        let kinds: Vec<(&str, &str)> = msgs
+            .iter()
+            .map(|m| {
+                (
+                    m["type"].as_str().unwrap(),
+                    m["key"].as_str().unwrap_or("-"),
+                )
+            })
+            .collect();
+        let counter = k.counter.to_string();
+        assert_eq!(
+            kinds,
+            [
+                ("state", applied_key.as_str()),
+                ("state", counter.as_str()),
+                ("render", "-")
+            ]
+        );
+        assert_eq!(msgs[1]["rev"], 2, "the newer of the two seals");
+        assert_eq!(
+            (msgs[2]["n"].as_u64(), msgs[2]["seq"].as_u64()),
+            (Some(2), Some(1))
+        );
+        assert_eq!(msgs[2]["id"].as_str().map(str::len), Some(32));
+        // Then what a batch cannot carry, in order.
+        let next = tokio::time::timeout(Duration::from_secs(10), c.next())
+            .await
+            .unwrap();
+        assert_eq!(next.unwrap().unwrap(), Message::binary(vec![1u8, 2]));
+        let next = tokio::time::timeout(Duration::from_secs(10), c.next())
+            .await
+            .unwrap();
+        assert_eq!(next.unwrap().unwrap(), Message::text("not json"));
+
+        // The same event again: acknowledged, never handled.
+        c.send(Message::text(r#"{"type":"inc","$seq":1}"#))
+            .await
+            .unwrap();
+        let ack = recv_json(&mut c).await;
+        assert_eq!(ack, json!({"type": "batch", "seq": 1, "messages": []}));
+        // A bad sequence: neither. An unnumbered message: handled as before (no batch).
+        c.send(Message::text(r#"{"type":"inc","$seq":-1}"#))
+            .await
+            .unwrap();
+        c.send(Message::text(r#"{"type":"plain"}"#)).await.unwrap();
+        let update = recv_json(&mut c).await;
+        assert_eq!(
+            (update["type"].as_str(), update["rev"].as_u64()),
+            (Some("state"), Some(3))
+        );
+        assert_eq!(recv_json(&mut c).await["type"], "state");
+        let render = recv_json(&mut c).await;
+        assert_eq!(
+            (render["n"].as_u64(), render["seq"].as_u64()),
+            (Some(4), None)
+        );
+        let handled = handled.lock().unwrap().clone();
+        assert_eq!(
+            handled
+                .iter()
+                .map(|h| h["seq"].as_u64())
+                .collect::<Vec<_>>(),
+            [Some(1), None],
+            "the handler saw the event once, and the plain message"
+        );
     }
 }

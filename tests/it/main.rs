@@ -15,6 +15,7 @@ mod bundles;
 mod cli;
 mod common;
 mod encrypted;
+mod events;
 mod guard;
 #[cfg(feature = "redis")]
 mod guard_redis;

@@ -17,6 +17,8 @@ use serde_json::{json, Value};
 use state_recovery::{inspect, KeyId, KeyRing, Pepper, Salt};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::events::{next_frame, settle};
+
 const WAIT: Duration = Duration::from_secs(15);
 
 /// The demo binary, built once if it is missing or older than its sources.
@@ -713,4 +715,79 @@ async fn the_demo_closes_idle_sessions_and_slow_headers() {
         ok.starts_with("HTTP/1.1 200 OK") && ok.ends_with("ok idle\n"),
         "{ok}"
     );
+}
+
+/// The demo as separate processes: clicks sent right before SIGKILL (the reply in flight or
+/// not, as the race goes), the next worker reached with the tab's stash and resends. The
+/// stored counter always equals the clicks sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_loses_no_click_in_flight_when_its_worker_is_killed() {
+    let keys = ring_spec(&[("k1", &Pepper::generate())]);
+    let mut tab = crate::events::Tab::default();
+    let (mut sent, mut resent) = (0u64, 0usize);
+    let counter = |tab: &crate::events::Tab| {
+        tab.entries
+            .values()
+            .filter_map(|(_, t)| payload(t).get("count").and_then(Value::as_u64))
+            .next()
+            .unwrap_or(0)
+    };
+    let click = |tab: &mut crate::events::Tab| {
+        tab.send(json!({"type": "event", "target": "counter", "action": "inc"}))
+    };
+    for round in 0..6u64 {
+        let k = keys.clone();
+        let mut w = tokio::task::spawn_blocking(move || Worker::start("A", &k))
+            .await
+            .unwrap();
+        let url = format!("ws://127.0.0.1:{}/ws", w.port);
+        resent += tab.queue.len();
+        let mut ws = open_demo(&url, &mut tab).await;
+        assert!(tab.numbered, "the demo has events on");
+        settle(&mut ws, &mut tab).await; // resends of the previous round
+        assert_eq!(counter(&tab), sent, "round {round}: after the resends");
+        // A few clicks in a burst, then the kill right behind them.
+        for _ in 0..3 {
+            ws.send(Message::text(click(&mut tab))).await.unwrap();
+            sent += 1;
+        }
+        if round % 2 == 1 {
+            tokio::time::sleep(Duration::from_millis(round)).await;
+        }
+        tokio::task::spawn_blocking(move || w.sigkill())
+            .await
+            .unwrap();
+        // Take what arrived before the connection died.
+        while let Ok(Some(Ok(m))) = tokio::time::timeout(WAIT, ws.next()).await {
+            if let Message::Text(t) = m {
+                tab.take(t.as_str());
+            }
+        }
+    }
+    let k = keys.clone();
+    let _w = tokio::task::spawn_blocking(move || Worker::start("B", &k))
+        .await
+        .unwrap();
+    let url = format!("ws://127.0.0.1:{}/ws", _w.port);
+    resent += tab.queue.len();
+    let mut ws = open_demo(&url, &mut tab).await;
+    settle(&mut ws, &mut tab).await;
+    assert_eq!((counter(&tab), sent), (18, 18), "every click counted, once");
+    // How often the kill beat the reply (a race; reported, not asserted).
+    eprintln!("{resent} of {sent} clicks were resent after a kill");
+}
+
+/// [`open`] for the demo, whose first render ends with the wizard's.
+async fn open_demo(url: &str, tab: &mut crate::events::Tab) -> crate::events::Ws {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws.send(Message::text(tab.hello())).await.unwrap();
+    loop {
+        let m = next_frame(&mut ws).await;
+        for text in tab.take(&m.to_string()) {
+            ws.send(Message::text(text)).await.unwrap();
+        }
+        if m["type"] == "render" && m["id"] == "wizard" {
+            return ws;
+        }
+    }
 }
