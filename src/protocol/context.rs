@@ -617,7 +617,7 @@ impl RecoveryContext {
             &mut m,
             &[
                 &[EVENT_ID_LABEL],
-                &[self.salt.as_bytes()],
+                &[self.salt().as_bytes()],
                 &[flag, subject],
                 &[&seq.to_be_bytes()],
             ],
