@@ -90,12 +90,8 @@ trap 'exit 130' INT TERM
 
 # Our ports must be free: a busy one would let the health checks below (and whatever drives
 # this cluster) talk to someone else's server.
-in_use() {
-  if command -v ss >/dev/null; then
-    [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]] && return 0
-  fi
-  timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
-}
+# shellcheck source=ports.sh
+source "$root/scripts/ports.sh"
 busy=()
 for p in "$port" $(seq $((base + 1)) $((base + n))); do in_use "$p" && busy+=("$p"); done
 if ((${#busy[@]})); then

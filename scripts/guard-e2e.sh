@@ -20,12 +20,8 @@ redis_port=${REDIS_PORT:-3601}
 base=${WORKER_BASE_PORT:-3610}
 ports=("$redis_port" $((base + 1)) $((base + 2)))
 
-in_use() {
-  if command -v ss >/dev/null; then
-    [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]] && return 0
-  fi
-  timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
-}
+# shellcheck source=ports.sh
+source "$root/scripts/ports.sh"
 busy=()
 for p in "${ports[@]}"; do in_use "$p" && busy+=("$p"); done
 if ((${#busy[@]})); then

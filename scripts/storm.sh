@@ -70,12 +70,8 @@ for p in "$port" "$base"; do
 done
 
 # Our ports must be free: this script never talks to a cluster it did not start.
-in_use() {
-  if command -v ss >/dev/null; then
-    [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]] && return 0
-  fi
-  timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
-}
+# shellcheck source=ports.sh
+source "$root/scripts/ports.sh"
 ports=("$port")
 for ((i = 1; i <= workers; i++)); do ports+=($((base + i))); done
 busy=()
