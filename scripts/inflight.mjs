@@ -8,6 +8,7 @@
 // more and reads the counter it restored. Every click `send` accepted must be counted, once.
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
+import { sleep, until as untilWithin } from "./wait.mjs";
 
 const CLIENT = process.env.CLIENT || new URL("../client/state-recovery.js", import.meta.url).href;
 const { connect } = await import(CLIENT.startsWith("file:") ? CLIENT : pathToFileURL(CLIENT).href);
@@ -18,16 +19,7 @@ const BASE = Number(process.env.WORKER_BASE_PORT || 3870);
 const KILLS = Number(process.env.KILLS || 20);
 const CLICK_MS = Number(process.env.CLICK_MS || 2);
 const log = (...a) => console.error("[inflight]", ...a);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what, test, ms = 15000) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (test()) return;
-    await sleep(2);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const until = (what, test, ms = 15000) => untilWithin(what, test, ms);
 
 const page = { gen: 0, worker: null, recovered: null, html: {}, renders: 0, lastRender: 0 };
 const atReopen = []; // clicks unacknowledged when a new socket opened (resent after recovered)

@@ -3,6 +3,7 @@
 // CLUSTER_DIR (w<i>.pid files), WORKERS, WORKER_BASE_PORT and CYCLES.
 import { readFileSync } from "node:fs";
 import { connect } from "../client/state-recovery.js";
+import { sleep, until } from "./wait.mjs";
 
 const APP_WS = process.env.APP_WS;
 const CLUSTER_DIR = process.env.CLUSTER_DIR;
@@ -10,16 +11,6 @@ const WORKERS = Number(process.env.WORKERS || 3);
 const BASE = Number(process.env.WORKER_BASE_PORT || 3100);
 const CYCLES = Number(process.env.CYCLES || 100);
 const log = (...a) => console.error("[soak]", ...a);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what, test, ms = 10000) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (test()) return;
-    await sleep(2);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 // What the "page" holds.
 const page = { gen: 0, worker: null, recovered: null, html: {}, renders: 0, openAt: 0, recoveredAt: 0 };
