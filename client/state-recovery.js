@@ -529,7 +529,9 @@ export const headerValue = (options, input) => new Stash(options).headerValue(in
  * must not happen twice even across a worker's death, such as "kill this worker").
  *
  * Options: those of {@link Stash} (including `onDropped` and `onEventDropped`), plus `url`
- * ("/ws", relative to the page), `firstJitter` (25 ms), `baseDelay` (250 ms), `maxDelay`
+ * ("/ws", relative to the page), `binaryType` (set on every socket) and `onBinary(data)`
+ * (binary frames, which the protocol never uses: another protocol's on the same socket, see
+ * `sendText`), `firstJitter` (25 ms), `baseDelay` (250 ms), `maxDelay`
  * (15 s), `drainJitter` (50 ms) (defaults from {@link RECONNECT}), `input` (a function returning the input object;
  * default {@link formInput}), and hooks `onOpen()`,
  * `onReconnecting(attempt, delay)`, `onRecovered({restored, rejected})`, `onMessage(msg)` for
@@ -596,6 +598,9 @@ export function connect(o = {}) {
   };
 
   const onmessage = (ev) => {
+    // Binary frames are another protocol's on the same socket (a framework's own rendering):
+    // handed over untouched, never parsed.
+    if (typeof ev.data != "string") return call(o.onBinary, ev.data);
     let m;
     try {
       m = JSON.parse(ev.data);
@@ -644,6 +649,7 @@ export function connect(o = {}) {
     recovered = numbered = false;
     try {
       s = ws = new WebSocket(url());
+      if (o.binaryType) s.binaryType = o.binaryType;
     } catch (e) {
       console.error("state-recovery: cannot connect", e);
       return schedule();
@@ -701,6 +707,14 @@ export function connect(o = {}) {
         return true;
       }
       return sendNow(obj, opts);
+    },
+    /**
+     * Sends `text` as it is, in one text frame: not numbered, not kept, not held before
+     * `recovered` (for another protocol sharing the socket, such as a framework's own events);
+     * false while disconnected.
+     */
+    sendText(text) {
+      return !!ws && ws.readyState == 1 && raw(String(text));
     },
     /** Messages sent and not yet acknowledged (kept for resending), plus those held. */
     get pending() {

@@ -46,7 +46,7 @@ pub struct Rejected {
 ///
 /// Its `Debug` lists the accepted entries without their payloads (as [`Opened`]'s does) and
 /// the rejected ones (index, claimed key and revision, reason).
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Restored {
     accepted: BTreeMap<StateKey, RawEntry>,
     /// Where each accepted entry was in the bundle.

@@ -693,3 +693,40 @@ describe("connect: drain (close 1012)", () => {
     assert.equal(sockets().length, 1);
   });
 });
+
+describe("connect: another protocol on the same socket", () => {
+  it("hands binary frames to onBinary untouched and sends text as it is", () => {
+    const got = [];
+    const { live, of } = start({ binaryType: "arraybuffer", onBinary: (d) => got.push(d) });
+    const ws = last();
+    assert.equal(ws.binaryType, "arraybuffer");
+    assert.equal(live.sendText("__ping__"), false, "not while connecting");
+    ws.accept();
+    ws.receive({ type: "salt", salt: SALT_A });
+    const frame = new Uint8Array([1, 2, 3]).buffer;
+    ws.receive(frame);
+    assert.deepEqual(got, [frame]);
+    assert.deepEqual(of("message"), [], "a binary frame is not an application message");
+    assert.equal(live.stash.salt, SALT_A, "the protocol's messages still go to the stash");
+    assert.equal(live.sendText("__ping__"), true);
+    assert.equal(live.sendText('{"method":"user_event"}'), true);
+    assert.deepEqual(ws.sent.slice(1), ["__ping__", '{"method":"user_event"}'], "sent as they are");
+    live.close();
+  });
+
+  it("ignores binary frames without onBinary, and a throwing onBinary breaks nothing", (t) => {
+    t.mock.method(console, "error", () => {});
+    let { live, of } = start();
+    last().accept();
+    last().receive(new Uint8Array([0]).buffer);
+    last().receive({ type: "hello" });
+    assert.deepEqual(of("message"), [[{ type: "hello" }]]);
+    live.close();
+    ({ live, of } = start({ onBinary: () => { throw new Error("boom"); } }));
+    last().accept();
+    last().receive(new Uint8Array([0]).buffer);
+    last().receive({ type: "hello" });
+    assert.deepEqual(of("message"), [[{ type: "hello" }]]);
+    live.close();
+  });
+});
