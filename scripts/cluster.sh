@@ -21,6 +21,9 @@
 #   NGINX_RLIMIT_NOFILE  nginx's worker_rlimit_nofile (default: not set, the inherited limit);
 #                        at most the hard `ulimit -Hn` unless nginx runs as root with
 #                        CAP_SYS_RESOURCE.
+#   NGINX_READ_TIMEOUT   nginx's proxy_read_timeout (default 1h): a proxied WebSocket on which
+#                        the worker sends nothing for that long is closed (an idle-timeout proxy;
+#                        scripts/e2e-dioxus.sh sets a short one). An nginx time: 5s, 500ms, 2m.
 #   NGINX_BACKLOG        the listen backlog of nginx's port (default: not set, nginx's 511; the
 #                        kernel caps it at net.core.somaxconn). A reconnect storm of more tabs
 #                        than that within a few ms overflows it (SYNs dropped, retried after 1 s).
@@ -50,6 +53,9 @@ if [[ -n ${NGINX_RLIMIT_NOFILE:-} ]]; then
     { echo "NGINX_RLIMIT_NOFILE must be a positive number, not '$NGINX_RLIMIT_NOFILE'" >&2; exit 2; }
   rlimit_nofile="worker_rlimit_nofile $NGINX_RLIMIT_NOFILE;"
 fi
+read_timeout=${NGINX_READ_TIMEOUT:-1h}
+[[ $read_timeout =~ ^[1-9][0-9]{0,6}(ms|s|m|h)?$ ]] ||
+  { echo "NGINX_READ_TIMEOUT must be an nginx time such as 5s or 500ms, not '$read_timeout'" >&2; exit 2; }
 backlog=
 if [[ -n ${NGINX_BACKLOG:-} ]]; then
   [[ $NGINX_BACKLOG =~ ^[1-9][0-9]{0,6}$ ]] ||
@@ -216,7 +222,7 @@ $upstream  }
       proxy_set_header Host \$http_host;
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
       proxy_connect_timeout 2s;
-      proxy_read_timeout 1h;
+      proxy_read_timeout $read_timeout;
       proxy_next_upstream error timeout http_502;
     }
   }
