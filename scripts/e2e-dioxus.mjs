@@ -91,7 +91,9 @@ async function main() {
   );
   await b.shot("1-before-kill");
 
-  // 3. SIGKILL the worker serving the page: back on another, everything intact.
+  // 3. SIGKILL the worker serving the page while the user is in the draft: back on another,
+  //    everything intact, the caret where it was.
+  await b.run(`const d = document.querySelector("#draft"); d.focus(); d.setSelectionRange(2, 7);`);
   const victim = before.worker;
   const t0 = Date.now();
   process.kill(pidOf(victim), "SIGKILL");
@@ -101,6 +103,11 @@ async function main() {
   log(`SIGKILL of ${victim}: restored on ${afterKill.worker} in ${figures.kill_ms} ms`, JSON.stringify(afterKill));
   same(afterKill.recovered, "4/0", "recovered counts after the kill");
   same(state(afterKill), state(before), "state after the kill");
+  same(
+    await b.run(`const e = document.activeElement; return [e.id, e.selectionStart, e.selectionEnd];`),
+    ["draft", 2, 7],
+    "focus and selection after the kill",
+  );
   await b.shot("2-after-kill");
 
   // 3b. It still works there: one more click.

@@ -25,6 +25,7 @@ let live = null; // the one connection; it reconnects itself
 let current = null; // the facade the current Dioxus interpreter holds
 let renders = 0; // connections whose first frame arrived
 let fresh = false; // the current connection has not delivered a frame yet
+let focus = null; // where the user was when the connection dropped
 
 /** What dioxus-liveview's `IPC` takes for a WebSocket. */
 class Facade {
@@ -36,10 +37,11 @@ class Facade {
   get readyState() {
     return this.dead ? 3 : live?.connected ? 1 : 0;
   }
-  // Dioxus's events and pings: as they are, on the current connection (dropped while
-  // disconnected: an event whose element the next render may not have).
+  // Dioxus's events and pings: as they are, on the current connection once it has rendered
+  // (dropped before: an event on the old page's elements, which the new render may number
+  // differently).
   send(text) {
-    if (!this.dead) live?.sendText(text);
+    if (!this.dead && !fresh) live?.sendText(text);
   }
   close() {}
 }
@@ -48,10 +50,33 @@ class Facade {
 function reset() {
   const old = document.getElementById("main");
   const root = old.cloneNode(false); // without the old interpreter's listeners
+  root.inert = false;
   old.replaceWith(root);
   // `IPC` is main.js's class (a global of the glue script): it makes a new interpreter for
   // the root and asks for a socket, which makes the new facade current.
   window.ipc = new IPC(root); // eslint-disable-line no-undef
+}
+
+/** Where the user was: the focused element's id and its selection (in a text field). */
+function focusOf() {
+  const e = document.activeElement;
+  if (!e?.id || e == document.body) return null;
+  const sel = typeof e.selectionStart == "number" ? [e.selectionStart, e.selectionEnd] : null;
+  return { id: e.id, sel };
+}
+
+/** Puts the focus back on the element of the new render with the same id. */
+function refocus(f) {
+  const e = f && document.getElementById(f.id);
+  if (!e) return;
+  e.focus();
+  if (f.sel && typeof e.setSelectionRange == "function") {
+    try {
+      e.setSelectionRange(...f.sel);
+    } catch {
+      // not a text field any more
+    }
+  }
 }
 
 function socket(url) {
@@ -64,16 +89,24 @@ function socket(url) {
       binaryType: "arraybuffer",
       onOpen: () => (fresh = true),
       onBinary: (data) => {
-        if (fresh) {
-          fresh = false;
-          if (renders++ > 0) reset();
-          html.dataset.renders = String(renders);
-          status("live");
-        }
-        current.onmessage?.({ data });
+        if (!fresh) return current.onmessage?.({ data });
+        fresh = false;
+        if (renders++ > 0) reset();
+        current.onmessage?.({ data }); // the whole first render, synchronously
+        refocus(focus);
+        focus = null;
+        html.dataset.renders = String(renders);
+        status("live");
       },
       onRecovered: ({ restored, rejected }) => (html.dataset.recovered = `${restored}/${rejected}`),
-      onClose: () => status("reconnecting"),
+      onClose: () => {
+        // The page is the old worker's until the new render: not editable meanwhile (what
+        // was typed into it would be lost).
+        focus ??= focusOf(); // before `inert` takes it away
+        const root = document.getElementById("main");
+        if (root) root.inert = true;
+        status("reconnecting");
+      },
     });
     window.stateRecovery = live; // for tests and debugging: `stash`, `connected`, ...
   }

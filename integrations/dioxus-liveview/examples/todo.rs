@@ -213,7 +213,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with(filter)
         .init();
 
-    let recovery = builder()?.namespace("state-recovery-dioxus-todo").build()?;
+    let mut builder = builder()?;
+    if std::env::var_os("STATE_RECOVERY_NAMESPACE").is_none() {
+        builder = builder.namespace("state-recovery-dioxus-todo");
+    }
+    let recovery = builder.build()?;
     // Declared once: the list is a slot (schema 2, migrating version 1's list of strings);
     // the plain hooks' locations are registered too, so the registry claims (and refreshes)
     // every entry of the app.

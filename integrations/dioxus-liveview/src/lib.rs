@@ -16,7 +16,7 @@
 //! ```no_run
 //! use dioxus::prelude::*;
 //! use state_recovery::layer::StateRecoveryLayer;
-//! use state_recovery::{state_key, Recovery};
+//! use state_recovery::{state_key, RecoveryBuilder};
 //! use state_recovery_dioxus::{use_recoverable, LiveviewApp};
 //!
 //! fn app() -> Element {
@@ -25,7 +25,7 @@
 //! }
 //!
 //! # async fn serve() -> Result<(), Box<dyn std::error::Error>> {
-//! let recovery = Recovery::from_env()?.build()?; // the same secrets on every worker
+//! let recovery = RecoveryBuilder::from_env()?.build()?; // the same secrets on every worker
 //! let router = LiveviewApp::new(StateRecoveryLayer::new(recovery)).router(app)?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! axum::serve(listener, router).await?;
