@@ -69,6 +69,7 @@ pub(crate) struct Closed {
 /// lost only if it is never applied.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct InFlight {
+    /// The tab that sent it.
     pub(crate) tab: usize,
     /// Its `$seq` (`None`: sent unnumbered, never resent).
     pub(crate) seq: Option<u64>,

@@ -475,6 +475,12 @@ impl Tab {
                 }
                 self.answered(c, html, &mut next_event);
             }
+            // A batch that applied the pending event without rendering its component (not
+            // the demo's way): applied all the same; the next event goes.
+            if let Some(p) = self.pending.take_if(|p| p.seq.is_some() && p.acked) {
+                self.resolve(&p, Instant::now(), false);
+                next_event = self.next_event_at(Instant::now());
+            }
         }
     }
 
