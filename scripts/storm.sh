@@ -12,15 +12,16 @@
 #   ROUNDS=20 BEFORE=0.5 scripts/storm.sh 1   # one tab: kill and drain medians over 20 rounds
 #
 # Prints a summary; writes target/storm/storm-n<N>-<debug|release>.json (scripts/storm-cdf.py
-# draws the CDFs from those files). Exits 1 if any state was lost or a tab did not come back
-# within WAIT (30 s); 2 on a setup error (ports in use, too few file descriptors, ...).
+# draws the CDFs from those files). Exits 1 if any state was lost, a tab did not come back
+# within WAIT (30 s), an event in flight was lost or one was applied twice; 2 on a setup error
+# (ports in use, too few file descriptors, ...).
 #
-# In-flight events: an event sent just before its worker died and never acknowledged is lost,
-# because the tool's tabs send their events unnumbered, as the JS client did before events
-# exactly once (the JS client now numbers and resends them when `recovered` announces
-# `applied`, as the demo's does: scripts/inflight.sh). Until the tool does too, this script
-# passes --allow-in-flight-loss: such events are counted and reported as in_flight_lost but do
-# not fail the run. STRICT_IN_FLIGHT=1 makes them fail it.
+# In-flight events: the tabs deliver their events exactly once, as the JS client does (the
+# demo announces `applied`): each is numbered ("$seq") and kept until its batch comes back,
+# and the ones a dead worker never answered are resent after the next `recovered`. An event
+# unacknowledged when its socket closed is "in flight"; it counts as lost only if no batch
+# answers it within 10 s of the storm's last restore, and a second batch with effects for one
+# `$seq` counts as applied twice. Either fails the run.
 #
 # Environment: RELEASE=1 (release-built demo workers; default debug: say which with figures),
 # DEMO_BIN (a demo binary to run instead of building one; results go to storm-n<N>-custom.json),
@@ -151,18 +152,17 @@ done
 echo "storm: cluster of $workers $profile workers on 127.0.0.1:$port (workers $((base + 1))..$((base + workers))," \
   "worker_connections $((3 * n + 1024)), worker_rlimit_nofile $need, listen backlog $backlog, workers' backlog $worker_backlog, ulimit -n $(ulimit -n))" >&2
 
-flags=()
-[[ ${STRICT_IN_FLIGHT:-0} == 1 ]] || flags+=(--allow-in-flight-loss)
 storms=${STORMS:-kill,drain}
 kinds=$(tr ',' '\n' <<<"$storms" | grep -c .)
-# The tool's own bound: the ramp, then per storm at most 1 + BEFORE + WAIT + 20 (restart) s.
-max_secs=$((120 + n / 50 + rounds * kinds * (60 + ${WAIT:-30})))
+# The tool's own bound: the ramp, then per storm at most 1 + BEFORE + WAIT + 10 (in-flight
+# events settle) + 20 (restart) s.
+max_secs=$((120 + n / 50 + rounds * kinds * (70 + ${WAIT:-30})))
 rc=0
 timeout -k 5 $((max_secs + 15)) "$tool" --url "ws://127.0.0.1:$port/ws" --cluster-dir "$work/cluster" \
   --base-port "$base" --workers "$workers" --clients "$n" --rate "${RATE:-0.5}" --ramp "${RAMP:-1000}" \
   --before "${BEFORE:-3}" --wait "${WAIT:-30}" --rounds "$rounds" --storms "$storms" \
   --threads "${THREADS:-1}" --max-secs "$max_secs" --label "$profile workers" --out "$out" \
-  ${flags[@]+"${flags[@]}"} "$@" &
+  "$@" &
 driver_pid=$!
 wait "$driver_pid" || rc=$?
 driver_pid=

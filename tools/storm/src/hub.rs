@@ -1,5 +1,6 @@
 //! What the tabs report, in one place the coordinator reads: where each tab is, when it was
-//! restored and how, message round trips, events lost in flight.
+//! restored and how, message round trips, events in flight when a connection closed (and
+//! whether they were applied after all), events applied twice.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -56,10 +57,30 @@ pub(crate) struct Sample {
 pub(crate) struct Closed {
     pub(crate) tab: usize,
     pub(crate) at: Instant,
-    /// An event was sent on it and not acknowledged (no `state` message came back).
-    pub(crate) in_flight_lost: bool,
+    /// An event was sent on it and not acknowledged (no `batch`, or for an unnumbered event
+    /// no `state` message, came back): see [`Record::in_flight`].
+    pub(crate) in_flight: bool,
     /// The close code (1006 when the socket died without a close frame).
     pub(crate) code: u16,
+}
+
+/// An event sent and not acknowledged when its connection closed (recorded at the first such
+/// close). A numbered one stays in the stash and is resent after the next `recovered`; it is
+/// lost only if it is never applied.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InFlight {
+    /// The tab that sent it.
+    pub(crate) tab: usize,
+    /// Its `$seq` (`None`: sent unnumbered, never resent).
+    pub(crate) seq: Option<u64>,
+    /// When the connection closed.
+    pub(crate) closed: Instant,
+    /// When its answer came: a batch with its effects (applied, once), or an empty one (the
+    /// restored state had it already).
+    pub(crate) applied: Option<Instant>,
+    /// The answer said it was applied before (an empty batch, or `recovered`'s `applied`),
+    /// not with its effects.
+    pub(crate) already: bool,
 }
 
 /// Everything recorded.
@@ -77,6 +98,13 @@ pub(crate) struct Record {
     pub(crate) connect_failures: Vec<(Instant, String)>,
     /// Events that got no render within the ack timeout.
     pub(crate) stuck: u64,
+    /// Events in flight at a close, in order of the closes.
+    pub(crate) in_flight: Vec<InFlight>,
+    /// Events applied twice: a batch with messages for a `$seq` at or below one already
+    /// applied (tab, seq, when).
+    pub(crate) duplicated: Vec<(usize, u64, Instant)>,
+    /// Batches the stash refused whole (malformed).
+    pub(crate) malformed_batches: u64,
     /// How late this process's timer woke up (a 10 ms sleep, in a loop): its own lag.
     pub(crate) lag: Vec<(Instant, Duration)>,
 }

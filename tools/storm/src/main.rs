@@ -6,8 +6,7 @@
 //! ```text
 //! storm --url ws://127.0.0.1:3700/ws --cluster-dir DIR --base-port 3700 --clients 500 \
 //!       [--workers 3] [--rate 0.5] [--ramp 1000] [--before 3] [--wait 30] [--rounds 1]
-//!       [--storms kill,drain] [--threads 1] [--out FILE] [--label TEXT]
-//!       [--allow-in-flight-loss] [--max-secs 600]
+//!       [--storms kill,drain] [--threads 1] [--out FILE] [--label TEXT] [--max-secs 600]
 //! ```
 //!
 //! Each tab keeps its stash and reconnects exactly as client/state-recovery.js does (see
@@ -16,8 +15,17 @@
 //! (sent by this process) to "restored" (`recovered` and every component's first render,
 //! checked); for the others, event → render round trips before and during the storm; the
 //! survivors', nginx's and its own CPU share and RSS. It writes one JSON file (`--out`) and
-//! exits 1 if any state was lost, a tab never came back within `--wait`, or (without
-//! `--allow-in-flight-loss`) an event was lost in flight; 2 on a usage or setup error.
+//! exits 1 if any state was lost, a tab never came back within `--wait`, an event was lost in
+//! flight or applied twice, or a render did not show what the tab expected; 2 on a usage or
+//! setup error.
+//!
+//! Events exactly once, as the JS client: once `recovered` announces `applied`, a tab numbers
+//! its events (`"$seq"`, `client.rs`), keeps each until its `batch` comes back, and resends
+//! the ones above `applied` after the next `recovered`. An event unacknowledged when its
+//! connection closed is "in flight"; it is lost only if it is never applied (no batch answers
+//! it within `SETTLE`, 10 s, of the storm's last restore), and an event is applied twice if a batch
+//! with messages answers a `$seq` at or below one already applied (or, in effect, if a render
+//! shows the change twice: a divergence).
 // A command-line tool: its report goes to stdout. A measuring tool: durations, counts and
 // percentiles of bounded runs. serde_json::Value indexing (a missing key reads as null; writes
 // go to objects built here) and slicing at positions `find` returned.
@@ -27,6 +35,7 @@
     clippy::indexing_slicing
 )]
 
+mod client;
 mod hub;
 mod model;
 mod procfs;
@@ -51,7 +60,11 @@ use tab::{Tab, TabConfig};
 const USAGE: &str = "usage: storm --url ws://127.0.0.1:PORT/ws --cluster-dir DIR --base-port P \
 --clients N [--workers 3] [--rate EVENTS_PER_SEC_PER_TAB] [--ramp CONNECTS_PER_SEC] \
 [--before SECS] [--wait SECS] [--rounds R] [--storms kill,drain] [--threads T] [--out FILE] \
-[--label TEXT] [--allow-in-flight-loss] [--max-secs S]";
+[--label TEXT] [--max-secs S]";
+
+/// How long after a storm's last restore the events in flight at its closes have to be
+/// answered (resent and applied) before they count as lost: the tabs' own ack timeout.
+const SETTLE: Duration = Duration::from_secs(10);
 
 /// What a storm does to the busiest worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +106,6 @@ struct Args {
     threads: usize,
     out: Option<PathBuf>,
     label: String,
-    allow_in_flight_loss: bool,
     max_secs: u64,
 }
 
@@ -113,7 +125,6 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         threads: 1,
         out: None,
         label: String::new(),
-        allow_in_flight_loss: false,
         max_secs: 600,
     };
     fn num<T: std::str::FromStr>(name: &str, v: Option<String>) -> Result<T, String> {
@@ -145,7 +156,6 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--out" => a.out = Some(it.next().ok_or("--out needs a value")?.into()),
             "--label" => a.label = it.next().ok_or("--label needs a value")?,
             "--max-secs" => a.max_secs = num("--max-secs", it.next())?,
-            "--allow-in-flight-loss" => a.allow_in_flight_loss = true,
             "--storms" => {
                 let v = it.next().ok_or("--storms needs a value")?;
                 a.storms = v
@@ -583,7 +593,10 @@ async fn run(args: Args) -> Result<bool, String> {
             kind.name().into(),
             json!({
                 "storms": of.len(), "affected": sum("affected"), "restored": sum("restored"),
-                "never_back": sum("never_back"), "lost": sum("lost"), "in_flight_lost": sum("in_flight_lost"),
+                "never_back": sum("never_back"), "lost": sum("lost"), "in_flight": sum("in_flight"),
+                "in_flight_applied": sum("in_flight_applied"), "in_flight_applied_before": sum("in_flight_applied_before"),
+                "in_flight_lost": sum("in_flight_lost"),
+                "in_flight_duplicated": sum("in_flight_duplicated"),
                 "to_restored_ms": summary(samples, false),
             }),
         );
@@ -602,7 +615,6 @@ async fn run(args: Args) -> Result<bool, String> {
             "max_delay_ms": schedule::RECONNECT.max_delay,
             "drain_jitter_ms": schedule::RECONNECT.drain_jitter,
         },
-        "allow_in_flight_loss": args.allow_in_flight_loss,
         "ramp": {
             "secs": round2((t_ready - t_start).as_secs_f64()),
             "tool_cpu_share": round2(share(start.tool_cpu, after_ramp.tool_cpu, start.at, after_ramp.at)),
@@ -618,6 +630,10 @@ async fn run(args: Args) -> Result<bool, String> {
         "diverged": rec.diverged.len(),
         "diverged_examples": rec.diverged.iter().take(5).collect::<Vec<_>>(),
         "stuck_events": rec.stuck,
+        "events_in_flight": rec.in_flight.len(),
+        "events_in_flight_never_applied": rec.in_flight.iter().filter(|f| f.applied.is_none()).count(),
+        "events_applied_twice": rec.duplicated.len(),
+        "malformed_batches": rec.malformed_batches,
         "dropped_entries": &rec.dropped,
         "connect_failures": tally(rec.connect_failures.iter().map(|(_, k)| k.as_str())),
         "tool": {
@@ -631,6 +647,12 @@ async fn run(args: Args) -> Result<bool, String> {
     if diverged > 0 {
         ok = false;
         eprintln!("storm: FAIL: {diverged} renders did not show what the tab expected");
+    }
+    // Over the whole run too (the storms count theirs): an event applied twice fails it.
+    let twice = report["events_applied_twice"].as_u64().unwrap_or(0);
+    if twice > 0 {
+        ok = false;
+        eprintln!("storm: FAIL: {twice} events applied twice");
     }
     if let Some(out) = &args.out {
         let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
@@ -727,10 +749,62 @@ async fn storm(args: &Args, hub: &Hub, kind: Kind, round: u32) -> Result<(Value,
     };
     let after = snapshot(dir, args.workers);
 
+    // The events in flight at this storm's closes: resent after `recovered`, each answered by
+    // a batch (at most SETTLE after the last restore, then the rest count as lost).
+    let in_window = |f: &hub::InFlight| f.closed >= t0 && f.closed <= t_end;
+    let settle_end = Instant::now() + SETTLE;
+    loop {
+        let open = hub
+            .lock()
+            .in_flight
+            .iter()
+            .filter(|f| in_window(f) && f.applied.is_none())
+            .count();
+        if open == 0 || Instant::now() >= settle_end {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let t_settled = Instant::now();
+    let (in_flight, in_flight_applied, in_flight_already, in_flight_lost, duplicated, lost_events) = {
+        let rec = hub.lock();
+        let of: Vec<&hub::InFlight> = rec.in_flight.iter().filter(|f| in_window(f)).collect();
+        let applied = of.iter().filter(|f| f.applied.is_some()).count();
+        let already = of
+            .iter()
+            .filter(|f| f.applied.is_some() && f.already)
+            .count();
+        let lost: Vec<String> = of
+            .iter()
+            .filter(|f| f.applied.is_none())
+            .map(|f| {
+                f.seq.map_or_else(
+                    || format!("tab {}: an unnumbered event", f.tab),
+                    |s| format!("tab {}: $seq {s}", f.tab),
+                )
+            })
+            .collect();
+        let dup = rec
+            .duplicated
+            .iter()
+            .filter(|(_, _, at)| *at >= t0 && *at <= t_settled)
+            .count();
+        (of.len(), applied, already, lost.len(), dup, lost)
+    };
+
     // A moment for the closes of the affected sockets to be recorded (they come first anyway).
     let mut codes = std::collections::BTreeMap::new();
     let mut landed = std::collections::BTreeMap::new();
-    let (times, lost_details, in_flight, collateral_closed, rtt_before, rtt_during, lag_b, lag_d) = {
+    let (
+        times,
+        lost_details,
+        closed_in_flight,
+        collateral_closed,
+        rtt_before,
+        rtt_during,
+        lag_b,
+        lag_d,
+    ) = {
         let rec = hub.lock();
         for r in first.values() {
             let w = r.worker.map_or_else(|| "?".to_owned(), |w| format!("w{w}"));
@@ -746,11 +820,9 @@ async fn storm(args: &Args, hub: &Hub, kind: Kind, round: u32) -> Result<(Value,
         let mut collateral = 0_u64;
         for c in rec.closed.iter().filter(|c| c.at >= t0 && c.at <= t_end) {
             *codes.entry(c.code).or_insert(0_u64) += 1;
-            if affected.contains(&c.tab) {
-                in_flight += u64::from(c.in_flight_lost);
-            } else {
+            in_flight += u64::from(c.in_flight);
+            if !affected.contains(&c.tab) {
                 collateral += 1;
-                in_flight += u64::from(c.in_flight_lost);
             }
         }
         let rtt = |from: Instant, to: Instant| -> Vec<f64> {
@@ -842,7 +914,7 @@ async fn storm(args: &Args, hub: &Hub, kind: Kind, round: u32) -> Result<(Value,
     let ours_during = share(ours, ours_after, at_kill.at, after.at);
     let storm_secs = t_end.saturating_duration_since(t0).as_secs_f64();
     let lost = lost_details.len();
-    let pass = lost == 0 && never_back == 0 && (in_flight == 0 || args.allow_in_flight_loss);
+    let pass = lost == 0 && never_back == 0 && in_flight_lost == 0 && duplicated == 0;
     let v = json!({
         "kind": kind.name(),
         "round": round + 1,
@@ -853,7 +925,14 @@ async fn storm(args: &Args, hub: &Hub, kind: Kind, round: u32) -> Result<(Value,
         "never_back": never_back,
         "lost": lost,
         "lost_examples": lost_details.iter().take(10).collect::<Vec<_>>(),
-        "in_flight_lost": in_flight,
+        "closes_in_flight": closed_in_flight,
+        "in_flight": in_flight,
+        "in_flight_applied": in_flight_applied,
+        "in_flight_applied_before": in_flight_already,
+        "in_flight_lost": in_flight_lost,
+        "in_flight_lost_examples": lost_events.iter().take(10).collect::<Vec<_>>(),
+        "in_flight_duplicated": duplicated,
+        "in_flight_settle_ms": round2(ms(t_settled.saturating_duration_since(t_end))),
         "collateral_closed": collateral_closed,
         "close_codes": codes.iter().map(|(c, n)| (c.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
         "landed_on": landed,
@@ -890,7 +969,9 @@ async fn storm(args: &Args, hub: &Hub, kind: Kind, round: u32) -> Result<(Value,
     });
     let r = &v["to_restored_ms"];
     eprintln!(
-        "storm: {} {}: {}/{} back in {:.2} s; median {} ms, p99 {} ms; lost {lost}, in flight {in_flight}",
+        "storm: {} {}: {}/{} back in {:.2} s; median {} ms, p99 {} ms; lost {lost}; in flight {in_flight}: \
+         {in_flight_applied} answered ({in_flight_already} of them applied before), {in_flight_lost} lost, \
+         {duplicated} applied twice",
         kind.name(),
         round + 1,
         first.len(),
@@ -964,11 +1045,12 @@ fn print_report(r: &Value) {
             })
             .collect();
         println!(
-            "  {} #{} of {}: affected {}, restored {}, never back {}, lost {}, in flight lost {}; \
+            "  {} #{} of {}: affected {}, restored {}, never back {}, lost {}, in flight {} (answered {}, lost {}, applied twice {}); \
              to restored median {} p90 {} p99 {} max {} ms; unaffected rtt p50/p99 before {}/{} ms (n {}), during {}/{} ms (n {}); \
              survivors: {}; nginx cpu {}→{}; tool cpu {}→{}, lag p99 during {} ms",
             s["kind"].as_str().unwrap_or("?"), s["round"], s["victim"].as_str().unwrap_or("?"),
-            s["affected"], s["restored"], s["never_back"], s["lost"], s["in_flight_lost"],
+            s["affected"], s["restored"], s["never_back"], s["lost"], s["in_flight"],
+            s["in_flight_applied"], s["in_flight_lost"], s["in_flight_duplicated"],
             fmt_ms(&t["median"]), fmt_ms(&t["p90"]), fmt_ms(&t["p99"]), fmt_ms(&t["max"]),
             fmt_ms(&b["median"]), fmt_ms(&b["p99"]), b["n"], fmt_ms(&d["median"]), fmt_ms(&d["p99"]), d["n"],
             surv.join(", "),
@@ -988,19 +1070,29 @@ fn print_report(r: &Value) {
         for l in s["lost_examples"].as_array().into_iter().flatten() {
             println!("    LOST {}", l.as_str().unwrap_or(""));
         }
+        for l in s["in_flight_lost_examples"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            println!("    IN FLIGHT LOST {}", l.as_str().unwrap_or(""));
+        }
     }
     for (k, t) in r["totals"].as_object().into_iter().flatten() {
         let x = &t["to_restored_ms"];
         println!(
-            "  {k} total: {} storms, affected {}, lost {}, in flight lost {}, never back {}; to restored median {} p99 {} ms",
-            t["storms"], t["affected"], t["lost"], t["in_flight_lost"], t["never_back"],
+            "  {k} total: {} storms, affected {}, lost {}, in flight {} (answered {}, lost {}, applied twice {}), never back {}; to restored median {} p99 {} ms",
+            t["storms"], t["affected"], t["lost"], t["in_flight"], t["in_flight_applied"],
+            t["in_flight_lost"], t["in_flight_duplicated"], t["never_back"],
             fmt_ms(&x["median"]), fmt_ms(&x["p99"])
         );
     }
     println!(
-        "  tool: {} s CPU in {} s; stuck events {}, renders that diverged {}, stash drops {}, failed handshakes {}",
+        "  tool: {} s CPU in {} s; stuck events {}, renders that diverged {}, events in flight {} (never applied {}), \
+         applied twice {}, malformed batches {}, stash drops {}, failed handshakes {}",
         r["tool"]["cpu_secs"], r["tool"]["wall_secs"], r["stuck_events"], r["diverged"],
-        r["dropped_entries"], r["connect_failures"]
+        r["events_in_flight"], r["events_in_flight_never_applied"], r["events_applied_twice"],
+        r["malformed_batches"], r["dropped_entries"], r["connect_failures"]
     );
 }
 

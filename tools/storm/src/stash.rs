@@ -1,9 +1,13 @@
 //! The JS client's `Stash` (client/state-recovery.js), rule for rule: the salt, the newest
 //! token per state key (least recently updated first), the server's announced limits, the
-//! local caps, and the recover message. Differences: it lives in memory as typed values, not
-//! as JSON strings in Web Storage, so the storage failures of the JS client (`storage-failed`)
-//! cannot happen; and there is no form input (the harnesses' `input: () => ({})`).
-//! `tests::agrees_with_the_js_stash` runs the same messages through both and compares.
+//! local caps, the recover message, and the events exactly once (the sequence counter, the
+//! unacknowledged events as the exact text sent, their caps of 1,024 events and 1 MiB, a
+//! `batch` taken in whole or not at all). Differences: it lives in memory as typed values, not
+//! as JSON strings in Web Storage, so the storage failures of the JS client (`storage-failed`,
+//! a batch not acknowledged because its write failed) cannot happen; and there is no form
+//! input (the harnesses' `input: () => ({})`). `tests::agrees_with_the_js_stash` runs the
+//! same messages through both and compares; `crate::client`'s test does the same for the
+//! events through `connect()`.
 
 use serde_json::Value;
 
@@ -18,6 +22,11 @@ pub(crate) const DEFAULT_LIMITS: Limits = Limits {
 const LOCAL_MAX_ENTRIES: usize = 256;
 const LOCAL_MAX_BYTES: usize = 524_288;
 const LOCAL_MAX_TOKEN: usize = 65_536;
+
+/// The JS `Stash`'s event caps when none are given: `maxEvents`, `maxEventBytes` (UTF-8 bytes
+/// of the texts kept).
+pub(crate) const MAX_EVENTS: usize = 1_024;
+const MAX_EVENT_BYTES: usize = 1_048_576;
 
 /// `Number.MAX_SAFE_INTEGER`.
 const MAX_SAFE: u64 = (1 << 53) - 1;
@@ -60,6 +69,34 @@ impl DropReason {
     }
 }
 
+/// Why an event was refused or dropped (the JS client's `onEventDropped` reasons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EventDropReason {
+    /// The queue is full (1,024 events or 1 MiB of text): refused, not sent.
+    OverEventLimit,
+    /// A new salt wiped the stash: the state the events applied to is gone.
+    SaltChanged,
+}
+
+impl EventDropReason {
+    /// The JS client's reason (the test compares them).
+    #[cfg(test)]
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::OverEventLimit => "over-event-limit",
+            Self::SaltChanged => "salt-changed",
+        }
+    }
+
+    /// The reason as the run's tally of drops names it (beside the entries' reasons).
+    pub(crate) const fn tally(self) -> &'static str {
+        match self {
+            Self::OverEventLimit => "event-over-event-limit",
+            Self::SaltChanged => "event-salt-changed",
+        }
+    }
+}
+
 /// What [`Stash::absorb`] made of a server message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Absorbed {
@@ -77,6 +114,14 @@ pub(crate) struct Stash {
     limits: Option<Limits>,
     /// Every `onDropped(key, reason)` call, in order.
     pub(crate) dropped: Vec<(String, DropReason)>,
+    /// `events.next`: the last sequence number given (0: none); it only goes up.
+    next: u64,
+    /// `events.queue`: the unacknowledged events as (seq, the exact text sent), oldest first.
+    queue: Vec<(u64, String)>,
+    /// `evBytes`: the UTF-8 bytes of the queue's texts.
+    queue_bytes: usize,
+    /// Every `onEventDropped(message, reason)` call, in order (the message as JSON text).
+    pub(crate) events_dropped: Vec<(String, EventDropReason)>,
 }
 
 // `KEY`, `SALT`, `TOKEN` and `valid` of the JS client.
@@ -96,7 +141,7 @@ fn is_token(s: &str) -> bool {
 }
 
 /// `Number.isSafeInteger(x) && x >= 0` for a JSON number.
-fn safe_uint(v: &Value) -> Option<u64> {
+pub(crate) fn safe_uint(v: &Value) -> Option<u64> {
     if let Some(n) = v.as_u64() {
         return (n <= MAX_SAFE).then_some(n);
     }
@@ -267,6 +312,7 @@ impl Stash {
             "salt" => {
                 if let Some(salt) = m.get("salt").and_then(Value::as_str) {
                     if is_salt(salt) && Some(salt) != self.salt() {
+                        self.drop_events(EventDropReason::SaltChanged);
                         let wiped = std::mem::take(&mut self.entries);
                         self.salt = None;
                         for e in wiped {
@@ -320,10 +366,18 @@ impl Stash {
 
     fn absorb_state(&mut self, key: &str, rev: u64, token: &str) {
         let mut list = self.entries.clone();
+        if self.merge(&mut list, key, rev, token) {
+            self.write(list);
+        }
+    }
+
+    /// `merge(list, m)`: puts a valid state update into `list`; false if it changes nothing
+    /// (an older revision) or is refused (too large even alone: reported).
+    fn merge(&mut self, list: &mut Vec<Entry>, key: &str, rev: u64, token: &str) -> bool {
         let i = list.iter().position(|e| e.key == key);
         // Highest revision wins; an equal one replaces.
         if i.is_some_and(|i| list.get(i).is_some_and(|e| e.rev > rev)) {
-            return;
+            return false;
         }
         let entry = Entry {
             key: key.to_owned(),
@@ -333,13 +387,140 @@ impl Stash {
         let (_, why) = self.fit(std::slice::from_ref(&entry));
         if let Some((_, r)) = why.into_iter().find(|(k, _)| k == key) {
             self.dropped.push((key.to_owned(), r));
-            return;
+            return false;
         }
         if let Some(i) = i {
             list.remove(i);
         }
         list.push(entry);
-        self.write(list);
+        true
+    }
+
+    /// `events.next`: the last sequence number given.
+    pub(crate) const fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    /// `events.queue`: the unacknowledged events, (seq, text sent), oldest first.
+    pub(crate) fn queue(&self) -> &[(u64, String)] {
+        &self.queue
+    }
+
+    /// `enqueue(message)`: numbers `message` (the JSON text of a plain object, as
+    /// `JSON.stringify` writes it, without a `$seq` field) with the next sequence, keeps it,
+    /// and returns the text to send (`{...message, "$seq": n}`: the field last); `None` when it
+    /// does not fit the caps (reported as `over-event-limit`).
+    pub(crate) fn enqueue(&mut self, message: &str) -> Option<String> {
+        let body = message.trim_end().strip_suffix('}').unwrap_or(message);
+        let seq = self.next.saturating_add(1);
+        let sep = if body.trim_end().ends_with('{') {
+            ""
+        } else {
+            ","
+        };
+        let text = format!(r#"{body}{sep}"$seq":{seq}}}"#);
+        let n = text.len();
+        if self.queue.len() >= MAX_EVENTS
+            || self.queue_bytes + n > MAX_EVENT_BYTES
+            || self.next >= MAX_SAFE
+        {
+            self.events_dropped
+                .push((message.to_owned(), EventDropReason::OverEventLimit));
+            return None;
+        }
+        self.next = seq;
+        self.queue.push((seq, text.clone()));
+        self.queue_bytes += n;
+        Some(text)
+    }
+
+    /// `ack(seq)`: forgets the events up to `seq` (acknowledged, or already in the restored
+    /// state); the counter is raised to `seq`.
+    pub(crate) fn ack(&mut self, seq: u64) {
+        if seq > MAX_SAFE {
+            return;
+        }
+        let i = self.queue.iter().take_while(|(s, _)| *s <= seq).count();
+        for (_, text) in self.queue.drain(..i) {
+            self.queue_bytes -= text.len();
+        }
+        self.next = self.next.max(seq);
+    }
+
+    /// `dropEvents(reason)`: drops every unacknowledged event, reporting each.
+    fn drop_events(&mut self, reason: EventDropReason) {
+        self.queue_bytes = 0;
+        for (_, text) in std::mem::take(&mut self.queue) {
+            self.events_dropped.push((text, reason));
+        }
+    }
+
+    /// `absorbBatch(m)`: everything one event caused, all or nothing. Checked whole first (a
+    /// `seq` that is not a safe integer ≥ 1, `messages` not an array, a malformed `state` or
+    /// `drop` in it: `None`, nothing taken, nothing acknowledged); then its `state` and
+    /// `drop` messages go into the entries in one write, the events up to `seq` are
+    /// acknowledged, and the application's messages come back, in order.
+    pub(crate) fn absorb_batch(&mut self, m: &Value) -> Option<Vec<Value>> {
+        let seq = m.get("seq").and_then(safe_uint).filter(|s| *s >= 1)?;
+        let items = m.get("messages")?.as_array()?;
+        // `x.type == "state"`: a string type (the JS `==` of another type is not mirrored).
+        let kind = |x: &Value| x.get("type").and_then(Value::as_str).map(str::to_owned);
+        for x in items {
+            match kind(x).as_deref() {
+                Some("state") => {
+                    let key = x.get("key").and_then(Value::as_str);
+                    let rev = x.get("rev").and_then(safe_uint);
+                    let token = x.get("token").and_then(Value::as_str);
+                    if !(key.is_some_and(is_key) && rev.is_some() && token.is_some_and(is_token)) {
+                        return None;
+                    }
+                }
+                Some("drop") if !x.get("key").and_then(Value::as_str).is_some_and(is_key) => {
+                    return None;
+                }
+                _ => {}
+            }
+        }
+        let mut app = Vec::new();
+        let mut list = self.entries.clone();
+        let mut dropped = Vec::new();
+        let mut changed = false;
+        for x in items {
+            match kind(x).as_deref() {
+                None => {}
+                Some("state") => {
+                    if let (Some(key), Some(rev), Some(token)) = (
+                        x.get("key").and_then(Value::as_str),
+                        x.get("rev").and_then(safe_uint),
+                        x.get("token").and_then(Value::as_str),
+                    ) {
+                        changed = self.merge(&mut list, key, rev, token) || changed;
+                    }
+                }
+                Some("drop") => {
+                    let key = x.get("key").and_then(Value::as_str).unwrap_or_default();
+                    if let Some(i) = list.iter().position(|e| e.key == key) {
+                        list.remove(i);
+                        if !dropped.iter().any(|k| k == key) {
+                            dropped.push(key.to_owned());
+                        }
+                        changed = true;
+                    }
+                }
+                Some("salt" | "recovered" | "batch") => {}
+                Some(_) => app.push(x.clone()),
+            }
+        }
+        if changed {
+            self.write(list);
+            for key in dropped {
+                if !self.entries.iter().any(|e| e.key == key) {
+                    self.dropped.push((key, DropReason::ServerDrop));
+                }
+            }
+        }
+        self.ack(seq);
+        Some(app)
     }
 
     /// `bundle({})`: the recover message as sent (no form input).
