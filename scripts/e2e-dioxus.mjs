@@ -2,14 +2,17 @@
 // three workers of the adapter's todo example behind nginx (with a short proxy_read_timeout)
 // and chromedriver, and passes:
 //   DRIVER_URL  chromedriver       APP_URL  the cluster (nginx)    CLUSTER_DIR  w<i>.pid files
+//   WORKER_BASE_PORT  workers on +1..+3 (their /healthz)
 //   SHOTS       screenshots' dir   PROFILE_DIR  a fresh --user-data-dir
 //   IDLE_MS     nginx's proxy_read_timeout in ms (an idle socket is dropped after it)
+//   KILLS       how many times the serving worker is SIGKILLed (default 1; figures: median, max)
 // Prints one JSON line of figures (`figures {...}`) before PASS.
 import { readFileSync } from "node:fs";
 import { browser, same } from "./webdriver.mjs";
 
-const { DRIVER_URL, APP_URL, CLUSTER_DIR, SHOTS, PROFILE_DIR } = process.env;
+const { DRIVER_URL, APP_URL, CLUSTER_DIR, SHOTS, PROFILE_DIR, WORKER_BASE_PORT } = process.env;
 const IDLE_MS = Number(process.env.IDLE_MS || 3000);
+const KILLS = Math.max(1, Number(process.env.KILLS || 1));
 const log = (...a) => console.error("[e2e-dioxus]", ...a);
 let b;
 
@@ -44,6 +47,20 @@ const renderedAfter = (renders, notWorker = "") =>
   );
 
 const pidOf = (worker) => Number(readFileSync(`${CLUSTER_DIR}/${worker}.pid`, "utf8"));
+
+/** Waits until every worker answers its health check (a killed one is restarted). */
+async function allUp() {
+  const ports = [1, 2, 3].map((i) => Number(WORKER_BASE_PORT) + i);
+  const end = Date.now() + 15000;
+  for (;;) {
+    const up = await Promise.all(ports.map((p) =>
+      fetch(`http://127.0.0.1:${p}/healthz`, { signal: AbortSignal.timeout(1000) })
+        .then((r) => r.ok, () => false)));
+    if (up.every(Boolean)) return;
+    if (Date.now() > end) throw new Error(`workers not all up: ${JSON.stringify(up)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 async function main() {
   b = await browser({ driverUrl: DRIVER_URL, profileDir: PROFILE_DIR, shots: SHOTS, log });
@@ -110,15 +127,34 @@ async function main() {
   );
   await b.shot("2-after-kill");
 
+  // 3a. More kills, for the figures: each time the serving worker, each time all back.
+  const kills = [figures.kill_ms];
+  for (let i = 1; i < KILLS; i++) {
+    await allUp(); // kills spaced as a worker's restart (one down at a time)
+    const p = await page();
+    const t = Date.now();
+    process.kill(pidOf(p.worker), "SIGKILL");
+    await renderedAfter(p.renders, p.worker);
+    kills.push(Date.now() - t);
+    same(state(await page()), state(before), `state after kill ${i + 1}`);
+  }
+  const sorted = [...kills].sort((x, y) => x - y);
+  figures.kills = kills.length;
+  figures.kill_median_ms = sorted[Math.floor((sorted.length - 1) / 2)];
+  figures.kill_max_ms = sorted[sorted.length - 1];
+  log(`${kills.length} SIGKILLs: kill -> restored ${JSON.stringify(kills)} ms`);
+
   // 3b. It still works there: one more click.
   await b.click("#inc");
   await b.until("count 4", `return document.querySelector("#count").textContent.trim() == "4"`);
 
   // 4. The page's own "kill this worker" (DEMO_ALLOW_KILL=1): the worker exits mid-session.
-  const victim2 = afterKill.worker;
+  await allUp();
+  const pressed = await page();
+  const victim2 = pressed.worker;
   const t1 = Date.now();
   await b.click("#kill");
-  await renderedAfter(afterKill.renders, victim2);
+  await renderedAfter(pressed.renders, victim2);
   figures.kill_button_ms = Date.now() - t1;
   const afterButton = await page();
   log(`kill button on ${victim2}: restored on ${afterButton.worker} in ${figures.kill_button_ms} ms`);
@@ -143,7 +179,8 @@ async function main() {
   await b.shot("3-after-idle");
 
   // 6. SIGTERM (a drain): the worker tells the page to go elsewhere (1012) and exits.
-  const victim3 = afterIdle.worker;
+  await allUp();
+  const victim3 = (await page()).worker;
   const t3 = Date.now();
   process.kill(pidOf(victim3), "SIGTERM");
   await renderedAfter(afterIdle.renders, victim3);

@@ -11,7 +11,8 @@
 #
 # Environment: PORT (nginx, default 3200), WORKER_BASE_PORT (default 3200: workers on
 # 3201..3203), DRIVER_PORT (chromedriver, default 9616), IDLE (nginx's proxy_read_timeout in
-# seconds, default 3). Every wait is bounded; the browser part has 120 s.
+# seconds, default 3), KILLS (SIGKILLs of the serving worker, default 5; the figures give their
+# median and maximum). Every wait is bounded; the browser part has 120 s.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -79,8 +80,8 @@ for ((t = 0; t < 100; t++)); do
 done
 
 DRIVER_URL="http://127.0.0.1:$driver_port" APP_URL="http://127.0.0.1:$port/" \
-  CLUSTER_DIR="$work/cluster" SHOTS="$shots" PROFILE_DIR="$work/profile" IDLE_MS=$((idle * 1000)) \
-  timeout 120 node "$root/scripts/e2e-dioxus.mjs" &
+  CLUSTER_DIR="$work/cluster" SHOTS="$shots" PROFILE_DIR="$work/profile" IDLE_MS=$((idle * 1000)) WORKER_BASE_PORT="$base" \
+  KILLS="${KILLS:-5}" timeout 120 node "$root/scripts/e2e-dioxus.mjs" &
 driver_pid=$!
 wait "$driver_pid"
 driver_pid=
