@@ -3,63 +3,20 @@
 //   DRIVER_URL  chromedriver (http://127.0.0.1:PORT)      APP_URL  the cluster (nginx)
 //   CLUSTER_DIR the cluster's dir (w<i>.pid files)         SHOTS    where screenshots go
 //   PROFILE_DIR a fresh --user-data-dir
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { browser, same } from "./webdriver.mjs";
 
 const { DRIVER_URL, APP_URL, CLUSTER_DIR, SHOTS, PROFILE_DIR } = process.env;
-const STEP_TIMEOUT = 15000;
-const ELEMENT = "element-6066-11e4-a52e-4f735466cecf";
 const log = (...a) => console.error("[e2e]", ...a);
 
-async function wd(method, path, body) {
-  const res = await fetch(DRIVER_URL + path, {
-    method,
-    headers: { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(30000),
-  });
-  const json = await res.json();
-  if (!res.ok) throw new Error(`${method} ${path}: ${JSON.stringify(json.value).slice(0, 300)}`);
-  return json.value;
-}
-
-let sid;
-const s = (path) => `/session/${sid}${path}`;
-const run = (script, ...args) => wd("POST", s("/execute/sync"), { script, args });
-const find = async (css) => (await wd("POST", s("/element"), { using: "css selector", value: css }))[ELEMENT];
-// The server re-renders sections, so an element found a moment ago may be gone: find again.
-async function onElement(css, action, body) {
-  for (let i = 0; ; i++) {
-    try {
-      return await wd("POST", s(`/element/${await find(css)}/${action}`), body);
-    } catch (e) {
-      if (i >= 10 || !/stale element/.test(e.message)) throw e;
-    }
-  }
-}
-const click = (css) => onElement(css, "click", {});
-const type = (css, text) => onElement(css, "value", { text });
-
-/** Polls `script` in the page until it returns a truthy value (bounded). */
-async function until(what, script, ...args) {
-  const end = Date.now() + STEP_TIMEOUT;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await run(script, ...args);
-      if (last) return last;
-    } catch (e) {
-      last = e.message;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
-}
-
-async function shot(name) {
-  const png = await wd("GET", s("/screenshot"));
-  writeFileSync(`${SHOTS}/${name}.png`, Buffer.from(png, "base64"));
-  log(`screenshot ${SHOTS}/${name}.png`);
-}
+let b; // the browser (scripts/webdriver.mjs)
+const wd = (...a) => b.wd(...a);
+const s = (path) => b.s(path);
+const run = (...a) => b.run(...a);
+const click = (css) => b.click(css);
+const type = (css, text) => b.type(css, text);
+const until = (...a) => b.until(...a);
+const shot = (name) => b.shot(name);
 
 // What the page shows, read from the DOM.
 const PAGE_STATE = `
@@ -86,29 +43,8 @@ const liveOn = (notWorker) =>
      return b.live == "live" && b.worker && b.worker != arguments[0] && document.querySelector("[data-count]") && b.recovered;`,
     notWorker || "",
   );
-const same = (a, b, what) => {
-  const x = JSON.stringify(a), y = JSON.stringify(b);
-  if (x != y) throw new Error(`${what}: expected ${y}, got ${x}`);
-};
-
 async function main() {
-  const created = await wd("POST", "/session", {
-    capabilities: {
-      alwaysMatch: {
-        browserName: "chrome",
-        "goog:chromeOptions": {
-          binary: "/usr/bin/chromium",
-          args: [
-            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-quic", `--user-data-dir=${PROFILE_DIR}`, "--window-size=1100,900",
-          ],
-        },
-      },
-    },
-  });
-  sid = created.sessionId;
-  await wd("POST", s("/timeouts"), { script: 10000, pageLoad: 15000, implicit: 2000 });
+  b = await browser({ driverUrl: DRIVER_URL, profileDir: PROFILE_DIR, shots: SHOTS, log });
 
   // 1. A fresh page.
   await wd("POST", s("/url"), { url: APP_URL });
@@ -225,8 +161,8 @@ try {
   await main();
 } catch (e) {
   log("FAIL:", e.message);
-  if (sid) await shot("failure").catch(() => {});
+  if (b) await shot("failure").catch(() => {});
   process.exitCode = 1;
 } finally {
-  if (sid) await wd("DELETE", `/session/${sid}`).catch(() => {});
+  if (b) await b.close().catch(() => {});
 }

@@ -105,6 +105,25 @@ async fn open(url: &str, hello: Value) -> Ws {
     ws
 }
 
+/// The (restored, rejected) counts of the `recovered` message.
+fn counts(got: &[Got]) -> (u64, u64) {
+    match got.iter().find(|g| g.is("recovered")) {
+        Some(Got::Text(v)) => (
+            v["restored"].as_u64().unwrap(),
+            v["rejected"].as_u64().unwrap(),
+        ),
+        _ => panic!("no recovered message in {got:?}"),
+    }
+}
+
+/// The salt of the `salt` message, which must come first.
+fn salt_of(got: &[Got]) -> String {
+    match got.first() {
+        Some(Got::Text(v)) if v["type"] == "salt" => v["salt"].as_str().unwrap().to_owned(),
+        _ => panic!("no salt first in {got:?}"),
+    }
+}
+
 fn position(got: &[Got], f: impl Fn(&Got) -> bool) -> Option<usize> {
     got.iter().position(f)
 }
@@ -127,24 +146,14 @@ async fn state_sealed_on_one_worker_is_restored_on_another() {
     // n to 1, and the state update goes out before the frame that shows it.
     let mut ws = open(&a, json!({"type": "recover", "salt": null, "entries": []})).await;
     let got = until(&mut ws, |g| g.iter().any(|g| g.shows("n=1"))).await;
-    assert!(got[0].is("salt"), "salt first: {got:?}");
-    let salt = match &got[0] {
-        Got::Text(v) => v["salt"].as_str().unwrap().to_owned(),
-        _ => unreachable!(),
-    };
+    let salt = salt_of(&got); // salt first
     let recovered = position(&got, |g| g.is("recovered")).unwrap();
     let first_frame = position(&got, |g| matches!(g, Got::Frame(_))).unwrap();
     assert!(
         recovered < first_frame,
         "recovered before the first render: {got:?}"
     );
-    match &got[recovered] {
-        Got::Text(v) => assert_eq!(
-            (v["restored"].as_u64(), v["rejected"].as_u64()),
-            (Some(0), Some(0))
-        ),
-        _ => unreachable!(),
-    }
+    assert_eq!(counts(&got), (0, 0), "{got:?}");
     let (update, token) = state_of(&got, 1).expect("n=1 sealed at revision 1");
     let shown = position(&got, |g| g.shows("n=1")).unwrap();
     assert!(
@@ -164,13 +173,7 @@ async fn state_sealed_on_one_worker_is_restored_on_another() {
         !got.iter().any(|g| g.is("salt")),
         "the client keeps its salt"
     );
-    match got.iter().find(|g| g.is("recovered")).unwrap() {
-        Got::Text(v) => assert_eq!(
-            (v["restored"].as_u64(), v["rejected"].as_u64()),
-            (Some(1), Some(0))
-        ),
-        _ => unreachable!(),
-    }
+    assert_eq!(counts(&got), (1, 0), "{got:?}");
     assert!(
         got.iter().any(|g| g.shows("n=1")),
         "the first render shows the restored value: {got:?}"
@@ -186,10 +189,7 @@ async fn a_forged_or_unreadable_entry_starts_its_component_fresh_and_is_counted(
     let a = worker(StateRecoveryLayer::new(recovery()), bumping).await;
     let mut ws = open(&a, json!({"type": "recover", "salt": null, "entries": []})).await;
     let got = until(&mut ws, |g| state_of(g, 1).is_some()).await;
-    let salt = match &got[0] {
-        Got::Text(v) => v["salt"].as_str().unwrap().to_owned(),
-        _ => unreachable!(),
-    };
+    let salt = salt_of(&got);
     let (_, token) = state_of(&got, 1).unwrap();
     drop(ws);
 
@@ -204,13 +204,7 @@ async fn a_forged_or_unreadable_entry_starts_its_component_fresh_and_is_counted(
     )
     .await;
     let got = until(&mut ws, |g| g.iter().any(|g| g.shows("n=1"))).await;
-    match got.iter().find(|g| g.is("recovered")).unwrap() {
-        Got::Text(v) => assert_eq!(
-            (v["restored"].as_u64(), v["rejected"].as_u64()),
-            (Some(0), Some(1))
-        ),
-        _ => unreachable!(),
-    }
+    assert_eq!(counts(&got), (0, 1), "{got:?}");
     assert!(got.iter().any(|g| g.shows("n=0")), "fresh: {got:?}");
     drop(ws);
 
@@ -223,13 +217,7 @@ async fn a_forged_or_unreadable_entry_starts_its_component_fresh_and_is_counted(
     let hello = json!({"type": "recover", "salt": salt, "entries": [other.token().as_str()]});
     let mut ws = open(&a, hello).await;
     let got = until(&mut ws, |g| g.iter().any(|g| g.shows("n=1"))).await;
-    match got.iter().find(|g| g.is("recovered")).unwrap() {
-        Got::Text(v) => assert_eq!(
-            (v["restored"].as_u64(), v["rejected"].as_u64()),
-            (Some(0), Some(1))
-        ),
-        _ => unreachable!(),
-    }
+    assert_eq!(counts(&got), (0, 1), "{got:?}");
     // Revisions continue above the entry the client held, so the client keeps the new one.
     assert!(
         state_of(&got, 8).is_some(),
@@ -314,10 +302,7 @@ async fn a_slot_migrates_what_an_older_release_sealed() {
         json!({"type": "recover", "salt": salt.encode(), "entries": [old.token().as_str()]});
     let mut ws = open(&a, hello).await;
     let got = until(&mut ws, |g| g.iter().any(|g| g.shows("migrated:41"))).await;
-    match got.iter().find(|g| g.is("recovered")).unwrap() {
-        Got::Text(v) => assert_eq!(v["restored"].as_u64(), Some(1), "{got:?}"),
-        _ => unreachable!(),
-    }
+    assert_eq!(counts(&got), (1, 0), "{got:?}");
 }
 
 #[test]

@@ -306,19 +306,7 @@ mod tests {
     #[test]
     fn agrees_with_the_js_client() {
         let steps = script();
-        let Ok(node) = std::process::Command::new("node").arg("--version").output() else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "node is needed for this test in CI"
-            );
-            eprintln!("skipped: node not found");
-            return;
-        };
-        assert!(node.status.success());
-        let client = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../client/state-recovery.js"
-        );
+        let client = crate::stash::tests::JS_CLIENT;
         let program = format!(
             r#"
 const {{ connect }} = await import({client:?});
@@ -365,26 +353,9 @@ console.log(JSON.stringify(out));
 "#,
             steps = Value::Array(steps.clone())
         );
-        // On stdin: the steps are over the 128 KiB a single argument may take.
-        let mut child = std::process::Command::new("node")
-            .arg("--input-type=module")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        {
-            use std::io::Write as _;
-            let mut stdin = child.stdin.take().unwrap();
-            stdin.write_all(program.as_bytes()).unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let js: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let Some(js) = crate::stash::tests::run_node(&program) else {
+            return;
+        };
         let rust = run_rust(&steps);
         assert_eq!(js.len(), rust.len());
         for (i, (j, r)) in js.iter().zip(&rust).enumerate() {

@@ -534,7 +534,7 @@ impl Stash {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
@@ -641,19 +641,7 @@ mod tests {
     #[test]
     fn agrees_with_the_js_stash() {
         let msgs = script();
-        let Ok(node) = std::process::Command::new("node").arg("--version").output() else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "node is needed for this test in CI"
-            );
-            eprintln!("skipped: node not found");
-            return;
-        };
-        assert!(node.status.success());
-        let client = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../client/state-recovery.js"
-        );
+        let client = JS_CLIENT;
         let program = format!(
             r#"
 const {{ Stash }} = await import({client:?});
@@ -671,20 +659,53 @@ console.log(JSON.stringify(out));
 "#,
             msgs = Value::Array(msgs.clone())
         );
-        let out = std::process::Command::new("node")
-            .args(["--input-type=module", "-e", &program])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let js: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let Some(js) = run_node(&program) else {
+            return;
+        };
         let rust = run_rust(&msgs);
         assert_eq!(js.len(), rust.len());
         for (i, (j, r)) in js.iter().zip(&rust).enumerate() {
             assert_eq!(j, r, "after message {i}: {}", msgs[i]);
         }
+    }
+
+    /// The JS client, for the tests that compare with it.
+    pub(crate) const JS_CLIENT: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../client/state-recovery.js"
+    );
+
+    /// Runs `program` (an ES module, on stdin: it may be over the 128 KiB an argument may take)
+    /// under node and parses the JSON it prints; `None` (skipped) when node is missing outside
+    /// CI.
+    pub(crate) fn run_node(program: &str) -> Option<Vec<Value>> {
+        let Ok(node) = std::process::Command::new("node").arg("--version").output() else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "node is needed for this test in CI"
+            );
+            eprintln!("skipped: node not found");
+            return None;
+        };
+        assert!(node.status.success());
+        let mut child = std::process::Command::new("node")
+            .arg("--input-type=module")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(program.as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(serde_json::from_slice(&out.stdout).unwrap())
     }
 }
