@@ -45,7 +45,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use dioxus::prelude::{Element, VirtualDom};
-use dioxus_liveview::LiveViewPool;
 use state_recovery::layer::{RecoverySocket, StateRecoveryLayer, CLIENT_JS};
 
 pub use glue::GlueError;
@@ -115,7 +114,7 @@ impl LiveviewApp {
         let ws_path = format!("{ASSET_PREFIX}/ws");
         let glue: Arc<str> = glue::script(&ws_path)?.into();
         let page: Arc<str> = glue::page(&self.title, ASSET_PREFIX).into();
-        let pool = LiveViewPool::new();
+        let pool = session::Pool::new();
         let make: session::MakeDom = Arc::new(make);
         let index = move || {
             let page = page.clone();
@@ -123,7 +122,7 @@ impl LiveviewApp {
         };
         let socket = move |socket: RecoverySocket| {
             let (pool, make) = (pool.clone(), make.clone());
-            async move { socket.on_upgrade(move |s| session::serve(s, pool, make)) }
+            async move { socket.on_upgrade(move |s| async move { pool.serve(s, make).await }) }
         };
         Ok(Router::new()
             .route("/", get(index.clone()))

@@ -2,12 +2,15 @@
 //! caps) on one side, dioxus-liveview's event loop on the other, and between them the seals
 //! the app's hooks queue.
 //!
-//! Dioxus runs each `VirtualDom` on a thread of its own pool and talks to a `LiveViewSocket`
-//! (a stream of client texts, a sink of frames). Here that socket is a pair of bounded
-//! channels to this task, which owns the real WebSocket through the
-//! [`RecoverySession`]: it hands the client's texts to Dioxus, and sends Dioxus's frames
-//! (binary) after the state updates sealed before them (text), so a render never reaches the
-//! client ahead of the state it shows.
+//! A `VirtualDom` is not `Send`: each connection runs on one thread of a pool of
+//! single-threaded runtimes (as in dioxus-liveview's own pool), as **one task** that polls both
+//! dioxus-liveview's event loop (`dioxus_liveview::run`, unchanged) and the session: the
+//! `LiveViewSocket` Dioxus talks to is a pair of bounded channels to the session side, which
+//! owns the real WebSocket through the [`RecoverySession`]. It hands the client's texts to
+//! Dioxus, and sends Dioxus's frames (binary) after the state updates sealed before them
+//! (text), so a render never reaches the client ahead of the state it shows. One task, one
+//! thread: the channels never wake another thread (click → frame costs what it costs without
+//! the adapter plus the seal; `examples/click_latency.rs`).
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,7 +19,7 @@ use std::time::Duration;
 
 use axum::extract::ws::Message;
 use dioxus::prelude::VirtualDom;
-use dioxus_liveview::{LiveViewError, LiveViewPool};
+use dioxus_liveview::LiveViewError;
 use futures_util::{Sink, Stream, StreamExt as _};
 use state_recovery::layer::{RecoverySession, ServerMessage};
 use state_recovery::{
@@ -26,6 +29,26 @@ use tokio::sync::{mpsc, Notify};
 
 /// Makes each connection's `VirtualDom`.
 pub(crate) type MakeDom = Arc<dyn Fn() -> VirtualDom + Send + Sync>;
+
+/// Where connections run: one single-threaded runtime per core.
+#[derive(Clone)]
+pub(crate) struct Pool(tokio_util::task::LocalPoolHandle);
+
+impl Pool {
+    pub(crate) fn new() -> Self {
+        // What dioxus-liveview's `LiveViewPool::new` does besides making its pool: it installs
+        // dioxus-html's converter for serialized events (a process-wide setting).
+        drop(dioxus_liveview::LiveViewPool::new());
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        Self(tokio_util::task::LocalPoolHandle::new(threads))
+    }
+
+    /// Serves one recovered connection on the pool, until it ends.
+    pub(crate) async fn serve(&self, session: RecoverySession, make: MakeDom) {
+        // An `Err` is a panic in the app (logged by the runtime): the socket is closed by then.
+        let _ = self.0.spawn_pinned(move || serve(session, make)).await;
+    }
+}
 
 /// A seal the app's hook asked for, run on this connection's context (which the session
 /// owns) when it is sent.
@@ -130,7 +153,7 @@ impl Sink<Vec<u8>> for DioxusSocket {
 }
 
 /// Serves one recovered connection until the client goes, the worker drains, or the app ends.
-pub(crate) async fn serve(mut session: RecoverySession, pool: LiveViewPool, make: MakeDom) {
+async fn serve(mut session: RecoverySession, make: MakeDom) {
     let shared = Arc::new(Shared {
         restored: session.restored().clone(),
         recovery: session.context().recovery().clone(),
@@ -140,10 +163,8 @@ pub(crate) async fn serve(mut session: RecoverySession, pool: LiveViewPool, make
     });
     let (input_tx, input) = mpsc::channel(CHANNEL);
     let (frames, mut frames_rx) = futures_channel::mpsc::channel(CHANNEL);
-    let scope = Scope(shared.clone());
-    let dom = pool.launch_virtualdom(DioxusSocket { input, frames }, move || {
-        make().with_root_context(scope)
-    });
+    let vdom = make().with_root_context(Scope(shared.clone()));
+    let dom = dioxus_liveview::run(vdom, DioxusSocket { input, frames });
     tokio::pin!(dom);
     let first_render = tokio::time::sleep(FIRST_RENDER_WAIT);
     tokio::pin!(first_render);

@@ -321,3 +321,50 @@ fn outside_the_adapter_the_hook_is_an_ordinary_signal() {
     dom.render_immediate(&mut dioxus::dioxus_core::NoOpMutations);
     assert_eq!(SEEN.load(std::sync::atomic::Ordering::SeqCst), 6);
 }
+
+/// One button; its click bumps a recoverable counter.
+fn clicker() -> Element {
+    let mut c = use_recoverable(state_key!("c"), || 0_u32);
+    rsx! { button { onclick: move |_| c += 1, "c={c}" } }
+}
+
+/// A Dioxus click on element `id`, as its interpreter sends it.
+pub(crate) fn click(id: u64) -> String {
+    let point = json!({
+        "alt_key": false, "button": 0, "buttons": 0, "client_x": 1.0, "client_y": 1.0,
+        "ctrl_key": false, "meta_key": false, "offset_x": 1.0, "offset_y": 1.0, "page_x": 1.0,
+        "page_y": 1.0, "screen_x": 1.0, "screen_y": 1.0, "shift_key": false
+    });
+    json!({"method": "user_event", "params": {"name": "click", "element": id, "bubbles": true, "data": point}})
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_is_sealed_before_the_render_that_shows_it_and_survives_the_worker() {
+    let a = worker(StateRecoveryLayer::new(recovery()), clicker).await;
+    let b = worker(StateRecoveryLayer::new(recovery()), clicker).await;
+    let mut ws = open(&a, json!({"type": "recover", "salt": null, "entries": []})).await;
+    let got = until(&mut ws, |g| g.iter().any(|g| g.shows("c=0"))).await;
+    let salt = salt_of(&got);
+    let mut token = String::new();
+    for n in 1..=3_u64 {
+        ws.send(Message::text(click(1))).await.unwrap();
+        let want = format!("c={n}");
+        let got = until(&mut ws, |g| g.iter().any(|g| g.shows(&want))).await;
+        let (update, t) = state_of(&got, n).unwrap_or_else(|| panic!("c={n} sealed: {got:?}"));
+        let shown = position(&got, |g| g.shows(&want)).unwrap();
+        assert!(update < shown, "sealed before shown: {got:?}");
+        token = t;
+    }
+    drop(ws);
+    let mut ws = open(
+        &b,
+        json!({"type": "recover", "salt": salt, "entries": [token]}),
+    )
+    .await;
+    let got = until(&mut ws, |g| g.iter().any(|g| g.shows("c=3"))).await;
+    assert_eq!(counts(&got), (1, 0), "{got:?}");
+    ws.send(Message::text(click(1))).await.unwrap();
+    let got = until(&mut ws, |g| g.iter().any(|g| g.shows("c=4"))).await;
+    assert!(state_of(&got, 4).is_some(), "{got:?}");
+}
