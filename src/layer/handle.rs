@@ -94,6 +94,12 @@ impl RecoveryHandle {
             .await
     }
 
+    /// [`Endpoint::refused`] for this request's subject (without a guard it is
+    /// [`refused`](Self::refused), with nothing awaited).
+    pub(crate) fn refused_sync(&self, reason: Reason) -> Recovered {
+        self.endpoint().refused(reason, self.subject())
+    }
+
     /// [`Endpoint::fresh_client_guarded`] for this request's subject.
     pub(crate) async fn fresh_client(&self) -> Recovered {
         self.endpoint().fresh_client_guarded(self.subject()).await
