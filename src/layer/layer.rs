@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::request::Parts;
+use tokio::sync::Semaphore;
 use tower::Layer;
 
 use super::origin::{Origin, OriginPolicy};
@@ -26,6 +27,26 @@ pub(crate) struct Config {
     pub(crate) max_message_bytes: usize,
     pub(crate) drain: Option<Drain>,
     pub(crate) origins: OriginPolicy,
+    /// Admission: the permits a WebSocket's recovery waits for (`None`: unbounded).
+    pub(crate) admission: Option<Admission>,
+}
+
+/// The bound on a worker's concurrent WebSocket recoveries: a semaphore shared by every
+/// service and session of one layer, and its size.
+#[derive(Clone)]
+pub(crate) struct Admission {
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) limit: usize,
+}
+
+impl Admission {
+    fn new(limit: usize) -> Self {
+        let limit = limit.clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            permits: Arc::new(Semaphore::new(limit)),
+            limit,
+        }
+    }
 }
 
 /// Installs state recovery on an axum `Router`: puts a
@@ -67,6 +88,10 @@ impl fmt::Debug for StateRecoveryLayer {
             .field("max_message_bytes", &c.max_message_bytes)
             .field("drain", &c.drain.is_some())
             .field("origins", &c.origins)
+            .field(
+                "max_concurrent_recoveries",
+                &c.admission.as_ref().map(|a| a.limit),
+            )
             .finish()
     }
 }
@@ -79,6 +104,21 @@ impl StateRecoveryLayer {
     /// The largest application message a WebSocket session accepts by default: 64 KiB.
     pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
+    /// How many WebSocket recoveries run at once per core by default (see
+    /// [`with_max_concurrent_recoveries`](Self::with_max_concurrent_recoveries)).
+    pub const DEFAULT_RECOVERIES_PER_CORE: usize = 2;
+
+    /// The default bound on concurrent WebSocket recoveries:
+    /// [`DEFAULT_RECOVERIES_PER_CORE`](Self::DEFAULT_RECOVERIES_PER_CORE) times the cores
+    /// this process may use (`std::thread::available_parallelism`, 1 if unknown), at least 2.
+    #[must_use]
+    pub fn default_max_concurrent_recoveries() -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        cores
+            .saturating_mul(Self::DEFAULT_RECOVERIES_PER_CORE)
+            .max(2)
+    }
+
     /// A layer around a configured [`Recovery`].
     pub fn new(recovery: Recovery) -> Self {
         Self {
@@ -90,6 +130,7 @@ impl StateRecoveryLayer {
                 max_message_bytes: Self::DEFAULT_MAX_MESSAGE_BYTES,
                 drain: None,
                 origins: OriginPolicy::SameHost,
+                admission: Some(Admission::new(Self::default_max_concurrent_recoveries())),
             }),
         }
     }
@@ -265,6 +306,46 @@ impl StateRecoveryLayer {
     /// [the `Origin` check](Self#the-origin-check).
     pub fn with_any_origin_insecure(self) -> Self {
         self.map(|c| c.origins = OriginPolicy::Any)
+    }
+
+    /// Admission control: at most `n` WebSocket recoveries run at once on this worker (every
+    /// service made from this layer shares the bound); by default
+    /// [`default_max_concurrent_recoveries`](Self::default_max_concurrent_recoveries) (twice
+    /// the cores). A *recovery* is what a [`RecoverySession`](super::RecoverySession) does
+    /// between the client's first message and `recovered`: verifying the bundle (and the
+    /// guard's round trip), sending `salt`, the application's callback restoring its state up
+    /// to [`ready`](super::RecoverySession::ready) (or the first
+    /// [`send`](super::RecoverySession::send) / [`recv`](super::RecoverySession::recv)),
+    /// and sending `recovered`. Each waits for a permit (first come, first served) once its
+    /// first message is in (or the first-message timeout fired), and gives it back when
+    /// `recovered` has been written, or when the session is dropped (the client went away,
+    /// the callback returned without `ready`). Waiting for the first message takes no permit,
+    /// nor does anything after `recovered`: live sessions' events never wait for one.
+    ///
+    /// Why: after a worker dies, its clients reconnect to the survivors within tens of
+    /// milliseconds (a *reconnect storm*); unbounded, hundreds of recoveries share the
+    /// runtime with the survivors' live sessions, whose events then queue behind them. With
+    /// the bound, the waiting recoveries are parked off the run queue, so live events keep
+    /// their share of the cores, and the recoveries go through a few at a time (each takes
+    /// tens of microseconds). Keep the callback short until `ready` (restore, then `ready`,
+    /// then render): a callback that waits on something slow before `ready` holds its permit
+    /// meanwhile. `n` is clamped to at least 1. Plain-HTTP requests ([`Recovered`](super::Recovered)
+    /// as an extractor) are not bounded.
+    pub fn with_max_concurrent_recoveries(self, n: usize) -> Self {
+        self.map(|c| c.admission = Some(Admission::new(n)))
+    }
+
+    /// No admission control: every WebSocket recovery runs as soon as its first message is in
+    /// (the behaviour before [`with_max_concurrent_recoveries`](Self::with_max_concurrent_recoveries)).
+    pub fn without_recovery_limit(self) -> Self {
+        self.map(|c| c.admission = None)
+    }
+
+    /// The bound on concurrent WebSocket recoveries, if any
+    /// ([`with_max_concurrent_recoveries`](Self::with_max_concurrent_recoveries)).
+    #[must_use]
+    pub fn max_concurrent_recoveries(&self) -> Option<usize> {
+        self.config.admission.as_ref().map(|a| a.limit)
     }
 
     /// The endpoint (the transport-independent protocol configuration).
