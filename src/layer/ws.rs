@@ -144,6 +144,10 @@ impl RecoverySocket {
     }
 }
 
+/// How long a recovery keeps its admission permit while the guard's store answers; past it,
+/// it gives the permit back until the answer is in.
+const GUARD_HOLD: Duration = Duration::from_millis(5);
+
 /// A permit of the layer's admission bound ([`StateRecoveryLayer::with_max_concurrent_recoveries`](super::StateRecoveryLayer::with_max_concurrent_recoveries)),
 /// once one is free; `None` without a bound.
 async fn admit(handle: &RecoveryHandle) -> Option<OwnedSemaphorePermit> {
@@ -276,12 +280,20 @@ impl RecoverySession {
             }
         };
         let recovered = if endpoint.awaits_guard(&stage) {
-            // The guard's store round trip (up to its timeout) is a wait, not work: it gives
-            // the permit back meanwhile, so a slow store does not serialize recoveries.
-            drop(permit.take());
-            let recovered = endpoint.finish_guarded(stage, subject).await;
-            permit = admit(&handle).await;
-            recovered
+            // The guard's store round trip is a wait, not work: an answer within
+            // GUARD_HOLD keeps the permit (an in-process store, a store nearby); a slower
+            // one (up to the guard's timeout) gives it back meanwhile and queues again for
+            // the rest, so a slow store does not serialize recoveries.
+            let mut answer = std::pin::pin!(endpoint.finish_guarded(stage, subject));
+            match tokio::time::timeout(GUARD_HOLD, answer.as_mut()).await {
+                Ok(recovered) => recovered,
+                Err(_) => {
+                    drop(permit.take());
+                    let recovered = answer.await;
+                    permit = admit(&handle).await;
+                    recovered
+                }
+            }
         } else {
             endpoint.finish_sync(stage, subject)
         };

@@ -10,7 +10,12 @@ use axum::routing::get;
 use axum::Router;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{json, Value};
+use state_recovery::guard::{
+    CheckReply, CheckRequest, Guard, GuardStore, InProcessStore, RaiseBatch, RaiseReply,
+    StoreFuture, StoreId,
+};
 use state_recovery::layer::{RecoverySession, RecoverySocket, StateRecoveryLayer};
+use state_recovery::Recovery;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -30,7 +35,13 @@ struct Server {
 }
 
 async fn server(layer: impl FnOnce(StateRecoveryLayer) -> StateRecoveryLayer) -> Server {
-    let (r, _) = recovery();
+    server_on(recovery().0, layer).await
+}
+
+async fn server_on(
+    r: Recovery,
+    layer: impl FnOnce(StateRecoveryLayer) -> StateRecoveryLayer,
+) -> Server {
     let layer = layer(StateRecoveryLayer::new(r));
     let (tx, entered) = mpsc::unbounded_channel();
     let gate = Arc::new(Semaphore::new(0));
@@ -235,6 +246,66 @@ async fn the_bound_is_on_by_default_and_can_be_lifted() {
     let mut s = server(StateRecoveryLayer::without_recovery_limit).await;
     let _a = connect(&s.url, "a").await;
     let _b = connect(&s.url, "b").await;
+    let mut ids = vec![entered(&mut s).await, entered(&mut s).await];
+    ids.sort();
+    assert_eq!(ids, ["a", "b"]);
+}
+
+/// An in-process store whose checks wait for the test's go (each counted as it starts).
+struct Gated {
+    inner: InProcessStore,
+    checks: AtomicUsize,
+    go: Semaphore,
+}
+
+impl GuardStore for Gated {
+    fn check<'a>(&'a self, request: &'a CheckRequest) -> StoreFuture<'a, CheckReply> {
+        Box::pin(async move {
+            self.checks.fetch_add(1, Ordering::SeqCst);
+            if let Ok(p) = self.go.acquire().await {
+                p.forget();
+            }
+            self.inner.check(request).await
+        })
+    }
+    fn raise<'a>(&'a self, batch: &'a RaiseBatch) -> StoreFuture<'a, RaiseReply> {
+        self.inner.raise(batch)
+    }
+    fn revoke_subject<'a>(&'a self, subject: &'a StoreId, ttl: Duration) -> StoreFuture<'a, ()> {
+        self.inner.revoke_subject(subject, ttl)
+    }
+    fn revoke_scope<'a>(&'a self, scope: &'a StoreId, ttl: Duration) -> StoreFuture<'a, ()> {
+        self.inner.revoke_scope(scope, ttl)
+    }
+}
+
+#[tokio::test]
+async fn a_slow_guard_store_does_not_serialize_recoveries() {
+    let (r, _) = recovery();
+    let store = Arc::new(Gated {
+        inner: InProcessStore::default(),
+        checks: AtomicUsize::new(0),
+        go: Semaphore::new(0),
+    });
+    let guard = Guard::builder(&r, store.clone())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut s = server_on(r, |l| l.with_guard(guard).with_max_concurrent_recoveries(1)).await;
+    s.gate.add_permits(100);
+    // Both checks wait on the store at once: the first gave its permit back while it waited.
+    let mut a = connect(&s.url, "a").await;
+    let mut b = connect(&s.url, "b").await;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while store.checks.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the second check never started: the first held the only permit");
+    store.go.add_permits(2);
+    assert_eq!(next_text(&mut a).await["type"], "recovered");
+    assert_eq!(next_text(&mut b).await["type"], "recovered");
     let mut ids = vec![entered(&mut s).await, entered(&mut s).await];
     ids.sort();
     assert_eq!(ids, ["a", "b"]);
