@@ -33,10 +33,9 @@
 //!   reconnect per period, and a peer that vanished without closing is gone after it.
 //! - `DEMO_BACKLOG` (default 4096, at most 65535): the listen backlog (the kernel caps it at
 //!   `net.core.somaxconn`); a storm reconnects thousands of tabs at once.
-//! - `DEMO_MAX_RECOVERIES` (default: the layer's, twice the cores): how many WebSocket
-//!   recoveries run at once (`StateRecoveryLayer::with_max_concurrent_recoveries`); `0`: no
-//!   bound. A reconnect storm's recoveries then wait for a permit instead of crowding out the
-//!   live sessions' events.
+//! - `DEMO_MAX_RECOVERIES` (default `0`: no bound, the layer's default): how many WebSocket
+//!   recoveries run at once (`StateRecoveryLayer::with_max_concurrent_recoveries`); a storm's
+//!   recoveries beyond it wait for a permit, live sessions' events never do.
 //! - `DEMO_HEADER_TIMEOUT_SECS` (default 10): an HTTP/1 connection that does not send a
 //!   request's complete headers within that long (including an idle keep-alive connection)
 //!   is closed.
@@ -196,10 +195,10 @@ fn env_backlog() -> Result<u32, String> {
 }
 
 /// `DEMO_MAX_RECOVERIES`: the layer's bound on concurrent WebSocket recoveries (a whole
-/// number; `0`: none; unset: the layer's default).
+/// number; `0` or unset: none, the layer's default).
 fn with_max_recoveries(layer: StateRecoveryLayer) -> Result<StateRecoveryLayer, String> {
     match std::env::var("DEMO_MAX_RECOVERIES") {
-        Err(_) => Ok(layer),
+        Err(_) => Ok(layer.without_recovery_limit()),
         Ok(v) => match v.trim().parse::<usize>() {
             Ok(0) => Ok(layer.without_recovery_limit()),
             Ok(n) => Ok(layer.with_max_concurrent_recoveries(n)),

@@ -104,21 +104,6 @@ impl StateRecoveryLayer {
     /// The largest application message a WebSocket session accepts by default: 64 KiB.
     pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
-    /// How many WebSocket recoveries run at once per core by default (see
-    /// [`with_max_concurrent_recoveries`](Self::with_max_concurrent_recoveries)).
-    pub const DEFAULT_RECOVERIES_PER_CORE: usize = 2;
-
-    /// The default bound on concurrent WebSocket recoveries:
-    /// [`DEFAULT_RECOVERIES_PER_CORE`](Self::DEFAULT_RECOVERIES_PER_CORE) times the cores
-    /// this process may use (`std::thread::available_parallelism`, 1 if unknown), at least 2.
-    #[must_use]
-    pub fn default_max_concurrent_recoveries() -> usize {
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        cores
-            .saturating_mul(Self::DEFAULT_RECOVERIES_PER_CORE)
-            .max(2)
-    }
-
     /// A layer around a configured [`Recovery`].
     pub fn new(recovery: Recovery) -> Self {
         Self {
@@ -130,7 +115,7 @@ impl StateRecoveryLayer {
                 max_message_bytes: Self::DEFAULT_MAX_MESSAGE_BYTES,
                 drain: None,
                 origins: OriginPolicy::SameHost,
-                admission: Some(Admission::new(Self::default_max_concurrent_recoveries())),
+                admission: None,
             }),
         }
     }
@@ -309,34 +294,39 @@ impl StateRecoveryLayer {
     }
 
     /// Admission control: at most `n` WebSocket recoveries run at once on this worker (every
-    /// service made from this layer shares the bound); by default
-    /// [`default_max_concurrent_recoveries`](Self::default_max_concurrent_recoveries) (twice
-    /// the cores). A *recovery* is what a [`RecoverySession`](super::RecoverySession) does
-    /// between the client's first message and `recovered`: verifying the bundle (and the
-    /// guard's round trip), sending `salt`, the application's callback restoring its state up
-    /// to [`ready`](super::RecoverySession::ready) (or the first
-    /// [`send`](super::RecoverySession::send) / [`recv`](super::RecoverySession::recv)),
-    /// and sending `recovered`. Each waits for a permit (first come, first served) once its
-    /// first message is in (or the first-message timeout fired), and gives it back when
-    /// `recovered` has been written, or when the session is dropped (the client went away,
-    /// the callback returned without `ready`). Waiting for the first message takes no permit,
-    /// nor does anything after `recovered`: live sessions' events never wait for one.
+    /// service made from this layer shares the bound). Off by default (every recovery runs as
+    /// soon as its first message is in). A *recovery* is what a
+    /// [`RecoverySession`](super::RecoverySession) does between the client's first message
+    /// and `recovered`: verifying the bundle, sending `salt`, the application's callback
+    /// restoring its state up to [`ready`](super::RecoverySession::ready) (or the first
+    /// [`send`](super::RecoverySession::send) / [`recv`](super::RecoverySession::recv)), and
+    /// writing `recovered`. Each waits for a permit (first come, first served) once its first
+    /// message is in (or the first-message timeout fired), and gives it back when `recovered`
+    /// has been written, or when the session is dropped (the client went away, the callback
+    /// returned without `ready`). Waiting for the first message takes no permit, nor does
+    /// anything after `recovered`: live sessions' events never wait for one. With a guard,
+    /// a store that has not answered within 5 ms gets the permit back until it answers, so a
+    /// slow store does not serialize recoveries.
     ///
-    /// Why: after a worker dies, its clients reconnect to the survivors within tens of
-    /// milliseconds (a *reconnect storm*); unbounded, hundreds of recoveries share the
-    /// runtime with the survivors' live sessions, whose events then queue behind them. With
-    /// the bound, the waiting recoveries are parked off the run queue, so live events keep
-    /// their share of the cores, and the recoveries go through a few at a time (each takes
-    /// tens of microseconds). Keep the callback short until `ready` (restore, then `ready`,
-    /// then render): a callback that waits on something slow before `ready` holds its permit
-    /// meanwhile. `n` is clamped to at least 1. Plain-HTTP requests ([`Recovered`](super::Recovered)
-    /// as an extractor) are not bounded.
+    /// What it is for: bounding how much of a worker's runtime a flood of reconnects (a
+    /// reconnect storm after a worker died, or a client reconnecting on purpose with large
+    /// bundles) can take at once, so the worker's live sessions keep a share of it. What it
+    /// costs: recoveries queue, and a permit holder that the OS deschedules holds up the
+    /// queue. On a 2-core machine shared with the proxy, the load generator and other work
+    /// (BENCHMARKS.md, "Admission"), a bound of 1 to 16 did not lower the survivors' event
+    /// latency during a 2,000-tab storm, and a bound of 4 made kill → restored slower; that
+    /// is why it is off by default. Consider it where the workers' own runtime, not the
+    /// machine, is what a storm saturates (a worker with many cores, costly bundles); twice
+    /// the cores is a starting point. Keep the callback short until `ready` (restore, then
+    /// `ready`, then render): a callback that waits on something slow before `ready` holds
+    /// its permit meanwhile. `n` is clamped to at least 1. Plain-HTTP requests
+    /// ([`Recovered`](super::Recovered) as an extractor) are not bounded.
     pub fn with_max_concurrent_recoveries(self, n: usize) -> Self {
         self.map(|c| c.admission = Some(Admission::new(n)))
     }
 
-    /// No admission control: every WebSocket recovery runs as soon as its first message is in
-    /// (the behaviour before [`with_max_concurrent_recoveries`](Self::with_max_concurrent_recoveries)).
+    /// No admission control (the default): every WebSocket recovery runs as soon as its first
+    /// message is in; undoes [`with_max_concurrent_recoveries`](Self::with_max_concurrent_recoveries).
     pub fn without_recovery_limit(self) -> Self {
         self.map(|c| c.admission = None)
     }

@@ -125,8 +125,8 @@ impl RecoverySocket {
     /// sends `recovered` with honest counts and the refreshed entries, in one flush. If the
     /// client goes away first, or the worker is draining, `callback` is not called.
     ///
-    /// With admission control (on by default:
-    /// [`StateRecoveryLayer::with_max_concurrent_recoveries`](super::StateRecoveryLayer::with_max_concurrent_recoveries)),
+    /// With admission control
+    /// ([`StateRecoveryLayer::with_max_concurrent_recoveries`](super::StateRecoveryLayer::with_max_concurrent_recoveries)),
     /// the session waits for a permit once the first message is in, before opening it, and
     /// gives it back once `recovered` is written (or when it is dropped): call
     /// [`ready`](RecoverySession::ready) as soon as the state is restored.

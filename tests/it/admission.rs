@@ -225,12 +225,14 @@ async fn many_clients_through_a_small_bound_all_recover() {
 }
 
 #[tokio::test]
-async fn the_bound_is_on_by_default_and_can_be_lifted() {
+async fn the_bound_is_off_by_default_and_can_be_set_and_lifted() {
     let (r, _) = recovery();
     let layer = StateRecoveryLayer::new(r);
-    let default = StateRecoveryLayer::default_max_concurrent_recoveries();
-    assert!(default >= 2);
-    assert_eq!(layer.max_concurrent_recoveries(), Some(default));
+    assert_eq!(layer.max_concurrent_recoveries(), None);
+    assert!(format!("{layer:?}").contains("max_concurrent_recoveries: None"));
+    let bounded = layer.clone().with_max_concurrent_recoveries(8);
+    assert_eq!(bounded.max_concurrent_recoveries(), Some(8));
+    assert!(format!("{bounded:?}").contains("max_concurrent_recoveries: Some(8)"));
     assert_eq!(
         layer
             .clone()
@@ -239,11 +241,12 @@ async fn the_bound_is_on_by_default_and_can_be_lifted() {
         Some(1),
         "clamped to at least one"
     );
-    let layer = layer.without_recovery_limit();
-    assert_eq!(layer.max_concurrent_recoveries(), None);
-    assert!(format!("{layer:?}").contains("max_concurrent_recoveries: None"));
-    // Unbounded: two recoveries run at once.
-    let mut s = server(StateRecoveryLayer::without_recovery_limit).await;
+    assert_eq!(
+        bounded.without_recovery_limit().max_concurrent_recoveries(),
+        None
+    );
+    // Unbounded (the default): two recoveries run at once.
+    let mut s = server(|l| l).await;
     let _a = connect(&s.url, "a").await;
     let _b = connect(&s.url, "b").await;
     let mut ids = vec![entered(&mut s).await, entered(&mut s).await];
