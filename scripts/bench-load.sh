@@ -6,7 +6,7 @@
 # The server is pinned to core 1 and the generator to core 0 with `taskset -c`; both run at
 # `nice -n -10` when allowed so a neighbour's compile disturbs them less. Only 127.0.0.1.
 # Throughput: closed loop, 32 keep-alive connections, apps alternated round by round (bare,
-# layer, extract), median of the rounds. Latency: open loop at a fixed rate, the `extract` app,
+# layer, extract-only, extract), median of the rounds. Latency: open loop at a fixed rate, the `extract` app,
 # no bundle vs a 20-entry bundle in the State-Recovery header vs in the JSON body.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +38,7 @@ run() { # app, then client args...
 
 : >"$OUT/throughput.txt"
 [[ $PHASES == *throughput* ]] && for round in $(seq "$ROUNDS"); do
-  for app in bare layer extract; do
+  for app in bare layer extract-only extract; do
     run "$app" --connections 32 | tee -a "$OUT/throughput.txt"
   done
 done
@@ -60,11 +60,11 @@ echo
 echo "== throughput (closed loop, 32 connections, ${SECS} s × ${ROUNDS} rounds; median rps)"
 BARE=$(grep "^app=bare " "$OUT/throughput.txt" | field rps | median)
 BARE_CPU=$(grep "^server app=bare " "$OUT/throughput.txt" | field cpu_us_per_req | median)
-for app in bare layer extract; do
+for app in bare layer extract-only extract; do
   RPS=$(grep "^app=$app " "$OUT/throughput.txt" | field rps | median)
   CPU=$(grep "^server app=$app " "$OUT/throughput.txt" | field cpu_us_per_req | median)
   awk -v a="$app" -v r="$RPS" -v b="$BARE" -v c="$CPU" -v bc="$BARE_CPU" 'BEGIN {
-    printf "%-8s %8.0f rps  %.3f of bare | server CPU %.2f us/request  %.3f of bare\n", a, r, r / b, c, c / bc }'
+    printf "%-12s %8.0f rps  %.3f of bare | server CPU %.2f us/request  %.3f of bare\n", a, r, r / b, c, c / bc }'
 done
 
 fi

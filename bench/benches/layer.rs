@@ -140,12 +140,22 @@ fn interleaved() {
     let header = URL_SAFE_NO_PAD.encode(message.to_string());
     let body = serde_json::json!({ "state_recovery": message }).to_string();
     let [(_, bare), (_, layer), (_, extract)] = apps();
+    // The extractor alone: a handler that takes `Recovered` and answers as the bare one does
+    // (the `extract` handler also clones its 20 keys, looks each up and formats its answer).
+    let extract_only = Router::new()
+        .route("/", get(|_: Recovered| async { "ok 0" }))
+        .layer(StateRecoveryLayer::new(recovery()));
     let run = |app: &Router, req: Request<Body>| {
         black_box(rt.block_on(app.clone().oneshot(req)).unwrap());
     };
     let none = || Request::get("/").body(Body::empty()).unwrap();
-    let variants: [(&str, &Router, MakeRequest<'_>); 4] = [
+    let variants: [(&str, &Router, MakeRequest<'_>); 5] = [
         ("layer, no bundle", &layer, Box::new(none)),
+        (
+            "layer + `Recovered` (handler answers at once), no bundle",
+            &extract_only,
+            Box::new(none),
+        ),
         ("layer + `Recovered`, no bundle", &extract, Box::new(none)),
         (
             "layer + `Recovered`, 20 entries in the header",

@@ -1,14 +1,16 @@
 //! A bounded loopback load test of the axum layer: one binary, two roles.
 //!
 //! ```text
-//! loadgen server --app bare|layer|extract [--port 3901] [--seconds 30]
+//! loadgen server --app bare|layer|extract-only|extract [--port 3901] [--seconds 30]
 //! loadgen client [--port 3901] [--seconds 10] [--connections 32] [--rate N]
 //!                [--bundle none|header|body] [--entries 20]
 //! ```
 //!
 //! - `bare`: a minimal axum app (one route, a short text reply); `layer`: the same app behind
-//!   `StateRecoveryLayer`; `extract`: behind the layer, with the handler taking `Recovered` and
-//!   reading every entry as a typed value (what a page that restores state does).
+//!   `StateRecoveryLayer`; `extract-only`: behind the layer, the handler taking `Recovered` and
+//!   answering as the bare one does (the extractor's own cost); `extract`: behind the layer,
+//!   with the handler taking `Recovered` and reading every entry as a typed value (what a page
+//!   that restores state does; it also clones its keys and formats its answer).
 //! - The client speaks HTTP/1.1 keep-alive over raw TCP on 127.0.0.1 only. Without `--rate` it
 //!   is closed-loop (throughput); with `--rate` it is open-loop at that many requests per second
 //!   in total (a connection that falls behind its schedule sends at once), and latency runs
@@ -134,6 +136,15 @@ fn server(args: &[String]) {
             "layer" => Router::new()
                 .route("/", get(bare).post(bare))
                 .layer(StateRecoveryLayer::new(recovery)),
+            "extract-only" => {
+                let handler = |_: Recovered| async {
+                    SERVED.fetch_add(1, Ordering::Relaxed);
+                    "ok 0"
+                };
+                Router::new()
+                    .route("/", get(handler).post(handler))
+                    .layer(StateRecoveryLayer::new(recovery))
+            }
             "extract" => {
                 let handler = move |r: Recovered| {
                     let keys = keys.clone();

@@ -33,6 +33,9 @@
 //!   reconnect per period, and a peer that vanished without closing is gone after it.
 //! - `DEMO_BACKLOG` (default 4096, at most 65535): the listen backlog (the kernel caps it at
 //!   `net.core.somaxconn`); a storm reconnects thousands of tabs at once.
+//! - `DEMO_MAX_RECOVERIES` (default `0`: no bound, the layer's default): how many WebSocket
+//!   recoveries run at once (`StateRecoveryLayer::with_max_concurrent_recoveries`); a storm's
+//!   recoveries beyond it wait for a permit, live sessions' events never do.
 //! - `DEMO_HEADER_TIMEOUT_SECS` (default 10): an HTTP/1 connection that does not send a
 //!   request's complete headers within that long (including an idle keep-alive connection)
 //!   is closed.
@@ -191,6 +194,19 @@ fn env_backlog() -> Result<u32, String> {
     }
 }
 
+/// `DEMO_MAX_RECOVERIES`: the layer's bound on concurrent WebSocket recoveries (a whole
+/// number; `0` or unset: none, the layer's default).
+fn with_max_recoveries(layer: StateRecoveryLayer) -> Result<StateRecoveryLayer, String> {
+    match std::env::var("DEMO_MAX_RECOVERIES") {
+        Err(_) => Ok(layer.without_recovery_limit()),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(0) => Ok(layer.without_recovery_limit()),
+            Ok(n) => Ok(layer.with_max_concurrent_recoveries(n)),
+            Err(_) => Err("DEMO_MAX_RECOVERIES must be a whole number (0: no bound)".to_owned()),
+        },
+    }
+}
+
 /// The listen backlog unless `DEMO_BACKLOG` says otherwise: tokio's `TcpListener::bind` uses
 /// 1024, which overflowed when a third of 5,000 tabs reconnected at once (BENCHMARKS.md).
 const DEFAULT_BACKLOG: u32 = 4096;
@@ -287,7 +303,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/login", post(login))
         .route("/logout", post(logout))
         .with_state(app)
-        .layer(
+        .layer(with_max_recoveries(
             StateRecoveryLayer::new(recovery)
                 .with_registry(Arc::new(registry))
                 .with_drain(drain.clone())
@@ -295,7 +311,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 // The page's events survive a killed worker, each applied once.
                 .with_events()
                 .with_subject(|req| user_of(&req.headers)),
-        )
+        )?)
         .layer(axum::middleware::map_response(move |mut res: Response| {
             let value = worker_header.clone();
             async move {

@@ -80,13 +80,6 @@ impl RecoveryHandle {
             .await
     }
 
-    /// [`Endpoint::recover_first_guarded`] for this request's subject.
-    pub(crate) async fn recover_first(&self, message: &[u8]) -> Option<Recovered> {
-        self.endpoint()
-            .recover_first_guarded(message, self.subject())
-            .await
-    }
-
     /// [`Endpoint::refused_guarded`] for this request's subject.
     pub(crate) async fn refused(&self, reason: Reason) -> Recovered {
         self.endpoint()
@@ -94,9 +87,10 @@ impl RecoveryHandle {
             .await
     }
 
-    /// [`Endpoint::fresh_client_guarded`] for this request's subject.
-    pub(crate) async fn fresh_client(&self) -> Recovered {
-        self.endpoint().fresh_client_guarded(self.subject()).await
+    /// [`Endpoint::refused`] for this request's subject (without a guard it is
+    /// [`refused`](Self::refused), with nothing awaited).
+    pub(crate) fn refused_sync(&self, reason: Reason) -> Recovered {
+        self.endpoint().refused(reason, self.subject())
     }
 }
 

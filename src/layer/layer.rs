@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::request::Parts;
+use tokio::sync::Semaphore;
 use tower::Layer;
 
 use super::origin::{Origin, OriginPolicy};
@@ -26,6 +27,26 @@ pub(crate) struct Config {
     pub(crate) max_message_bytes: usize,
     pub(crate) drain: Option<Drain>,
     pub(crate) origins: OriginPolicy,
+    /// Admission: the permits a WebSocket's recovery waits for (`None`: unbounded).
+    pub(crate) admission: Option<Admission>,
+}
+
+/// The bound on a worker's concurrent WebSocket recoveries: a semaphore shared by every
+/// service and session of one layer, and its size.
+#[derive(Clone)]
+pub(crate) struct Admission {
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) limit: usize,
+}
+
+impl Admission {
+    fn new(limit: usize) -> Self {
+        let limit = limit.clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            permits: Arc::new(Semaphore::new(limit)),
+            limit,
+        }
+    }
 }
 
 /// Installs state recovery on an axum `Router`: puts a
@@ -67,6 +88,10 @@ impl fmt::Debug for StateRecoveryLayer {
             .field("max_message_bytes", &c.max_message_bytes)
             .field("drain", &c.drain.is_some())
             .field("origins", &c.origins)
+            .field(
+                "max_concurrent_recoveries",
+                &c.admission.as_ref().map(|a| a.limit),
+            )
             .finish()
     }
 }
@@ -90,6 +115,7 @@ impl StateRecoveryLayer {
                 max_message_bytes: Self::DEFAULT_MAX_MESSAGE_BYTES,
                 drain: None,
                 origins: OriginPolicy::SameHost,
+                admission: None,
             }),
         }
     }
@@ -265,6 +291,51 @@ impl StateRecoveryLayer {
     /// [the `Origin` check](Self#the-origin-check).
     pub fn with_any_origin_insecure(self) -> Self {
         self.map(|c| c.origins = OriginPolicy::Any)
+    }
+
+    /// Admission control: at most `n` WebSocket recoveries run at once on this worker (every
+    /// service made from this layer shares the bound). Off by default (every recovery runs as
+    /// soon as its first message is in). A *recovery* is what a
+    /// [`RecoverySession`](super::RecoverySession) does between the client's first message
+    /// and `recovered`: verifying the bundle, sending `salt`, the application's callback
+    /// restoring its state up to [`ready`](super::RecoverySession::ready) (or the first
+    /// [`send`](super::RecoverySession::send) / [`recv`](super::RecoverySession::recv)), and
+    /// writing `recovered`. Each waits for a permit (first come, first served) once its first
+    /// message is in (or the first-message timeout fired), and gives it back when `recovered`
+    /// has been written, or when the session is dropped (the client went away, the callback
+    /// returned without `ready`). Waiting for the first message takes no permit, nor does
+    /// anything after `recovered`: live sessions' events never wait for one. With a guard,
+    /// a store that has not answered within 5 ms gets the permit back until it answers, so a
+    /// slow store does not serialize recoveries.
+    ///
+    /// What it is for: bounding how much of a worker's runtime a flood of reconnects (a
+    /// reconnect storm after a worker died, or a client reconnecting on purpose with large
+    /// bundles) can take at once, so the worker's live sessions keep a share of it. What it
+    /// costs: recoveries queue, and a permit holder that the OS deschedules holds up the
+    /// queue. On a 2-core machine shared with the proxy, the load generator and other work
+    /// (BENCHMARKS.md, "Admission"), a bound of 1 to 16 did not lower the survivors' event
+    /// latency during a 2,000-tab storm, and a bound of 4 made kill → restored slower; that
+    /// is why it is off by default. Consider it where the workers' own runtime, not the
+    /// machine, is what a storm saturates (a worker with many cores, costly bundles); twice
+    /// the cores is a starting point. Keep the callback short until `ready` (restore, then
+    /// `ready`, then render): a callback that waits on something slow before `ready` holds
+    /// its permit meanwhile. `n` is clamped to at least 1. Plain-HTTP requests
+    /// ([`Recovered`](super::Recovered) as an extractor) are not bounded.
+    pub fn with_max_concurrent_recoveries(self, n: usize) -> Self {
+        self.map(|c| c.admission = Some(Admission::new(n)))
+    }
+
+    /// No admission control (the default): every WebSocket recovery runs as soon as its first
+    /// message is in; undoes [`with_max_concurrent_recoveries`](Self::with_max_concurrent_recoveries).
+    pub fn without_recovery_limit(self) -> Self {
+        self.map(|c| c.admission = None)
+    }
+
+    /// The bound on concurrent WebSocket recoveries, if any
+    /// ([`with_max_concurrent_recoveries`](Self::with_max_concurrent_recoveries)).
+    #[must_use]
+    pub fn max_concurrent_recoveries(&self) -> Option<usize> {
+        self.config.admission.as_ref().map(|a| a.limit)
     }
 
     /// The endpoint (the transport-independent protocol configuration).

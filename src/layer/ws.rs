@@ -14,6 +14,7 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt as _;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::handle::{MissingLayer, RecoveryHandle};
 use crate::bundle::Restored;
@@ -123,6 +124,12 @@ impl RecoverySocket {
     /// (or the first [`send`](RecoverySession::send) / [`recv`](RecoverySession::recv))
     /// sends `recovered` with honest counts and the refreshed entries, in one flush. If the
     /// client goes away first, or the worker is draining, `callback` is not called.
+    ///
+    /// With admission control
+    /// ([`StateRecoveryLayer::with_max_concurrent_recoveries`](super::StateRecoveryLayer::with_max_concurrent_recoveries)),
+    /// the session waits for a permit once the first message is in, before opening it, and
+    /// gives it back once `recovered` is written (or when it is dropped): call
+    /// [`ready`](RecoverySession::ready) as soon as the state is restored.
     pub fn on_upgrade<F, Fut>(self, callback: F) -> Response
     where
         F: FnOnce(RecoverySession) -> Fut + Send + 'static,
@@ -135,6 +142,18 @@ impl RecoverySocket {
             }
         })
     }
+}
+
+/// How long a recovery keeps its admission permit while the guard's store answers; past it,
+/// it gives the permit back until the answer is in.
+const GUARD_HOLD: Duration = Duration::from_millis(5);
+
+/// A permit of the layer's admission bound ([`StateRecoveryLayer::with_max_concurrent_recoveries`](super::StateRecoveryLayer::with_max_concurrent_recoveries)),
+/// once one is free; `None` without a bound.
+async fn admit(handle: &RecoveryHandle) -> Option<OwnedSemaphorePermit> {
+    let admission = handle.config.admission.as_ref()?;
+    // Never closed: the semaphore lives as long as the layer's config.
+    admission.permits.clone().acquire_owned().await.ok()
 }
 
 /// A recovered WebSocket connection: the socket, and what the reconnect message restored.
@@ -179,6 +198,9 @@ pub struct RecoverySession {
     outbox: VecDeque<Message>,
     /// The sequence of the event being handled.
     event: Option<u64>,
+    /// The admission permit, held from the first message until `recovered` is written (or
+    /// the session is dropped).
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl fmt::Debug for RecoverySession {
@@ -200,6 +222,7 @@ impl fmt::Debug for RecoverySession {
             .field("events", &self.events)
             .field("event", &self.event)
             .field("batch", &self.batch)
+            .field("admitted", &self.permit.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -213,37 +236,72 @@ impl RecoverySession {
         }
         let guard = drain.as_ref().map(Drain::session);
         let timeout = handle.config.first_message_timeout;
-        let (recovered, first_message) = match tokio::time::timeout(timeout, next_data(&mut socket))
-            .await
-        {
+        let first = tokio::time::timeout(timeout, next_data(&mut socket)).await;
+        if matches!(first, Ok(None)) {
+            return None;
+        }
+        // Admission: the recovery (verifying, `salt`, the callback up to `recovered`) waits for
+        // a permit; the wait for the first message above took none.
+        let mut permit = admit(&handle).await;
+        if drain.as_ref().is_some_and(Drain::is_draining) {
+            let _ = socket.send(drain_close()).await;
+            return None;
+        }
+        let endpoint = handle.endpoint();
+        let subject = handle.subject();
+        // One parse decides: a reconnect message, something broken, or the application's own
+        // first message (then, as without any message in time, a new client).
+        let (stage, keep_first) = match &first {
             Err(_) => {
                 tracing::debug!(target: "state_recovery", "no first message in time");
-                (handle.fresh_client().await, None)
+                (endpoint.fresh_stage(None, subject), false)
             }
             Ok(None) => return None,
             Ok(Some(Message::Text(text))) => {
-                // One parse decides: a reconnect message, something broken, or the
-                // application's own first message.
-                match handle.recover_first(text.as_str().as_bytes()).await {
-                    Some(recovered) => (recovered, None),
+                match endpoint.first_stage(text.as_str().as_bytes(), subject) {
+                    Some(stage) => (stage, false),
                     None => {
                         tracing::info!(
                             target: "state_recovery",
                             reason = "not-a-reconnect-message",
                             "first message is not a reconnect message; treating the client as new"
                         );
-                        (handle.fresh_client().await, Some(Message::Text(text)))
+                        (endpoint.fresh_stage(None, subject), true)
                     }
                 }
             }
-            Ok(Some(other)) => {
+            Ok(Some(_)) => {
                 tracing::info!(
                     target: "state_recovery",
                     reason = "not-a-reconnect-message",
                     "first message is binary; treating the client as new"
                 );
-                (handle.fresh_client().await, Some(other))
+                (endpoint.fresh_stage(None, subject), true)
             }
+        };
+        let recovered = if endpoint.awaits_guard(&stage) {
+            // The guard's store round trip is a wait, not work: an answer within
+            // GUARD_HOLD keeps the permit (an in-process store, a store nearby); a slower
+            // one (up to the guard's timeout) gives it back meanwhile and queues again for
+            // the rest, so a slow store does not serialize recoveries.
+            let mut answer = std::pin::pin!(endpoint.finish_guarded(stage, subject));
+            match tokio::time::timeout(GUARD_HOLD, answer.as_mut()).await {
+                Ok(recovered) => recovered,
+                Err(_) => {
+                    drop(permit.take());
+                    let recovered = answer.await;
+                    permit = admit(&handle).await;
+                    recovered
+                }
+            }
+        } else {
+            endpoint.finish_sync(stage, subject)
+        };
+        // The application's own first message goes to it.
+        let first_message = if keep_first {
+            first.ok().flatten()
+        } else {
+            None
         };
         let step = handle.recovery().otp().step_secs();
         let refresh_every = Duration::from_secs((step / 4).clamp(1, 900));
@@ -261,6 +319,7 @@ impl RecoverySession {
             after: Vec::new(),
             outbox: VecDeque::new(),
             event: None,
+            permit,
         };
         // The salt goes first, before any state update; the rest waits for `ready`.
         if let Some(salt) = session.recovered.salt_message() {
@@ -277,6 +336,8 @@ impl RecoverySession {
     /// The socket's error if the connection is gone.
     pub async fn ready(&mut self) -> Result<(), axum::Error> {
         if self.ready {
+            // A `ready` cancelled while it wrote `recovered` kept its permit until now.
+            self.permit = None;
             return Ok(());
         }
         self.ready = true;
@@ -285,7 +346,10 @@ impl RecoverySession {
         let pending = self.recovered.take_pending();
         let messages = std::iter::once(ServerMessage::from(recovered)).chain(pending);
         self.outbox.extend(messages.map(|m| text(&m)));
-        self.send_outbox().await
+        let sent = self.send_outbox().await;
+        // The recovery is over (or the client is gone): the next one may start.
+        self.permit = None;
+        sent
     }
 
     /// Sends the batch of the event being handled (everything sent through the session since

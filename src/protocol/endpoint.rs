@@ -337,7 +337,11 @@ impl Endpoint {
     }
 
     /// [`stage`](Self::stage) of a WebSocket's first message; `None` for the application's own.
-    fn first_stage<'m>(&self, message: &'m [u8], subject: Option<&str>) -> Option<Stage<'m>> {
+    pub(crate) fn first_stage<'m>(
+        &self,
+        message: &'m [u8],
+        subject: Option<&str>,
+    ) -> Option<Stage<'m>> {
         if self.subject_missing(subject)
             || message.len() > self.recovery.limits().max_bundle_bytes()
         {
@@ -359,7 +363,11 @@ impl Endpoint {
     }
 
     /// A new client (or one refused whole), unless a required subject is missing.
-    fn fresh_stage(&self, rejection: Option<Reason>, subject: Option<&str>) -> Stage<'static> {
+    pub(crate) fn fresh_stage(
+        &self,
+        rejection: Option<Reason>,
+        subject: Option<&str>,
+    ) -> Stage<'static> {
         if self.subject_missing(subject) {
             return Stage::Done(Box::new(self.without_subject(None)));
         }
@@ -396,7 +404,7 @@ impl Endpoint {
     }
 
     /// The synchronous end: without a guard, what the stage says; with one, fail closed.
-    fn finish_sync(&self, stage: Stage<'_>, subject: Option<&str>) -> Recovered {
+    pub(crate) fn finish_sync(&self, stage: Stage<'_>, subject: Option<&str>) -> Recovered {
         match (&self.guard, stage) {
             (_, Stage::Done(r)) => *r,
             (None, stage) => self.finish(stage, subject, Guarding::off()),
@@ -407,9 +415,19 @@ impl Endpoint {
         }
     }
 
+    /// Whether [`finish_guarded`](Self::finish_guarded) of `stage` waits for the guard's store
+    /// (a guard, and a stage that is not final).
+    pub(crate) fn awaits_guard(&self, stage: &Stage<'_>) -> bool {
+        self.guard.is_some() && !matches!(stage, Stage::Done(_))
+    }
+
     /// The guarded end: one round trip to the store, then what its answer (or the policy)
     /// says.
-    async fn finish_guarded(&self, stage: Stage<'_>, subject: Option<&str>) -> Recovered {
+    pub(crate) async fn finish_guarded(
+        &self,
+        stage: Stage<'_>,
+        subject: Option<&str>,
+    ) -> Recovered {
         let Some(guard) = &self.guard else {
             return self.finish_sync(stage, subject);
         };
@@ -712,7 +730,7 @@ impl Endpoint {
 }
 
 /// A reconnect message before the guard: already final, a new client, or opened entries.
-enum Stage<'m> {
+pub(crate) enum Stage<'m> {
     /// Final: a required subject is missing (nothing to guard).
     Done(Box<Recovered>),
     /// A new client, or a message refused whole: a fresh salt, nothing restored.

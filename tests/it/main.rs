@@ -9,6 +9,8 @@
     unreachable_pub
 )]
 
+#[cfg(feature = "axum")]
+mod admission;
 mod adversarial;
 mod bundles;
 #[cfg(feature = "cli")]
