@@ -416,7 +416,8 @@ impl Endpoint {
     }
 
     /// Whether [`finish_guarded`](Self::finish_guarded) of `stage` waits for the guard's store
-    /// (a guard, and a stage that is not final).
+    /// (a guard, and a stage that is not final). The layer's admission asks it.
+    #[cfg(feature = "axum")]
     pub(crate) fn awaits_guard(&self, stage: &Stage<'_>) -> bool {
         self.guard.is_some() && !matches!(stage, Stage::Done(_))
     }
