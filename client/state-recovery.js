@@ -51,6 +51,17 @@ const plain = (o) =>
   !!o && typeof o == "object" && !Array.isArray(o) &&
   [Object.prototype, null].includes(Object.getPrototypeOf(o));
 
+/**
+ * What a drain close (1012) asks for: its reason `drain <ms>` is the window over which the
+ * server wants its clients' reconnects spread (the fewer of them, the shorter); any other
+ * reason (an older server's `drain`) means the client's own drain jitter (true). Never longer
+ * than the client's own.
+ */
+export const drainSpread = (reason) => {
+  const m = /^drain (\d{1,5})$/.exec(typeof reason == "string" ? reason : "");
+  return m ? Number(m[1]) : true;
+};
+
 /** The server's limits until it announces its own (the crate's `Limits` defaults). */
 export const DEFAULT_LIMITS = Object.freeze({
   maxTokenBytes: 65536,
@@ -541,7 +552,9 @@ export const headerValue = (options, input) => new Stash(options).headerValue(in
  * backoff and full jitter: delay = random(0, min(max, base * 2^(n-2))) for attempt n ≥ 2; a
  * `recovered` message resets n. A close with code 1012 (Service Restart: the
  * worker drains) reconnects after random(0, drainJitter) instead, reported as attempt 1, and
- * resets n: a failure right after is attempt 1 again, within firstJitter.
+ * resets n: a failure right after is attempt 1 again, within firstJitter. The drain's close
+ * reason may shorten that jitter: `drain <ms>` ({@link drainSpread}; a worker with few
+ * sessions asks for 1 ms).
  */
 export function connect(o = {}) {
   const stash = new Stash(o);
@@ -584,11 +597,13 @@ export function connect(o = {}) {
     return u.href;
   };
 
-  const schedule = (drain) => {
+  // `spread`: after a drain, the window its worker asked for (ms; true: the client's own).
+  const schedule = (spread) => {
     if (closed || timer) return;
+    const drain = spread === true || Number.isFinite(spread);
     if (drain) attempt = 0; // not counted: the next failure starts from the base delay
     const cap = drain
-      ? jitter
+      ? Math.min(jitter, spread === true ? jitter : spread)
       : attempt++ == 0
         ? first
         : Math.min(max, base * 2 ** Math.min(attempt - 2, RECONNECT.maxDoublings));
@@ -668,7 +683,7 @@ export function connect(o = {}) {
       if (ws != s) return;
       ws = null;
       call(o.onClose, ev);
-      schedule(ev?.code == RECONNECT.drainCloseCode);
+      schedule(ev?.code == RECONNECT.drainCloseCode ? drainSpread(ev.reason) : false);
     };
     // A handshake that fails (refused, a proxy's 502) fires `error`; browsers then fire
     // `close`, but Node's WebSocket (undici) does not: treat an error before the socket

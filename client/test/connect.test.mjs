@@ -7,7 +7,7 @@ import {
   loadClient,
 } from "./fakes.mjs";
 
-const { connect, Stash, DEFAULT_LIMITS, RECONNECT } = await loadClient();
+const { connect, Stash, DEFAULT_LIMITS, RECONNECT, drainSpread } = await loadClient();
 
 let clock;
 let storage;
@@ -681,6 +681,30 @@ describe("connect: drain (close 1012)", () => {
     }
     assert.deepEqual(of("reconnecting").map((c) => c[1]), [25, 100, 200, 400, 800, 1600, 3200]);
     live.close();
+  });
+
+  it("the drain's reason shortens the window, never lengthens it", (t) => {
+    t.mock.method(Math, "random", () => 0.999999);
+    const { live, of } = start({ baseDelay: 100 });
+    for (const reason of ["drain 1", "drain 0", "drain 30", "drain 500", "drain", "", "drain x",
+      "drain 123456", " drain 1", "drain 1 ", "going away"]) {
+      last().accept();
+      last().drop(1012, reason);
+      clock.run();
+    }
+    assert.deepEqual(of("reconnecting").map((c) => c[1]), [1, 0, 30, 50, 50, 50, 50, 50, 50, 50, 50]);
+    assert.ok(of("reconnecting").every((c) => c[0] == 1), "every one an attempt 1 (no backoff)");
+    last().accept();
+    last().drop(1006, "drain 1"); // the reason counts only with 1012
+    assert.deepEqual(of("reconnecting").at(-1), [1, 25]);
+    live.close();
+  });
+
+  it("drainSpread reads `drain <ms>` and nothing else", () => {
+    for (const [reason, want] of [["drain 7", 7], ["drain 00050", 50], ["drain", true], [undefined, true],
+      [7, true], ["drain -1", true], ["drain 1.5", true], ["DRAIN 7", true]]) {
+      assert.equal(drainSpread(reason), want, String(reason));
+    }
   });
 
   it("close() during the drain wait cancels the reconnect", () => {

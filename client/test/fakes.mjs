@@ -87,9 +87,9 @@ export class FakeWebSocket {
   }
 
   /** The connection ends (server close, network loss, or a refused connection). */
-  drop(code = 1006) {
+  drop(code = 1006, reason = "") {
     this.readyState = FakeWebSocket.CLOSED;
-    this.onclose?.({ type: "close", code, wasClean: code === 1000 });
+    this.onclose?.({ type: "close", code, reason, wasClean: code === 1000 });
   }
 
   get messages() {

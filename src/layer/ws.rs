@@ -20,7 +20,7 @@ use super::handle::{MissingLayer, RecoveryHandle};
 use crate::bundle::Restored;
 use crate::protocol::{
     Batch, ClientInput, Drain, EventId, Incoming, Recovered, RecoveryContext, ServerMessage,
-    SessionGuard, DRAIN_CLOSE_CODE, DRAIN_CLOSE_REASON,
+    SessionGuard, DRAIN_CLOSE_CODE,
 };
 
 /// The body of the 403 for an upgrade from an origin that is not allowed.
@@ -230,8 +230,8 @@ impl fmt::Debug for RecoverySession {
 impl RecoverySession {
     async fn start(mut socket: WebSocket, handle: RecoveryHandle) -> Option<Self> {
         let drain = handle.config.drain.clone();
-        if drain.as_ref().is_some_and(Drain::is_draining) {
-            let _ = socket.send(drain_close()).await;
+        if let Some(d) = drain.as_ref().filter(|d| d.is_draining()) {
+            let _ = socket.send(drain_close(d)).await;
             return None;
         }
         let guard = drain.as_ref().map(Drain::session);
@@ -243,8 +243,8 @@ impl RecoverySession {
         // Admission: the recovery (verifying, `salt`, the callback up to `recovered`) waits for
         // a permit; the wait for the first message above took none.
         let mut permit = admit(&handle).await;
-        if drain.as_ref().is_some_and(Drain::is_draining) {
-            let _ = socket.send(drain_close()).await;
+        if let Some(d) = drain.as_ref().filter(|d| d.is_draining()) {
+            let _ = socket.send(drain_close(d)).await;
             return None;
         }
         let endpoint = handle.endpoint();
@@ -425,7 +425,9 @@ impl RecoverySession {
             let refresh = tokio::time::sleep_until(self.next_refresh);
             tokio::select! {
                 () = draining => {
-                    let _ = self.socket.send(drain_close()).await;
+                    if let Some(d) = &self.drain {
+                        let _ = self.socket.send(drain_close(d)).await;
+                    }
                     return None;
                 }
                 () = refresh => {
@@ -598,10 +600,11 @@ fn text(message: &ServerMessage) -> Message {
     Message::Text(message.to_json().into())
 }
 
-fn drain_close() -> Message {
+/// The close a draining worker sends: 1012 and `drain <spread ms>` ([`Drain::close_reason`]).
+fn drain_close(drain: &Drain) -> Message {
     Message::Close(Some(CloseFrame {
         code: DRAIN_CLOSE_CODE,
-        reason: DRAIN_CLOSE_REASON.into(),
+        reason: drain.close_reason().into(),
     }))
 }
 

@@ -11,13 +11,25 @@ use tokio::sync::watch;
 /// backoff), to another worker.
 pub const DRAIN_CLOSE_CODE: u16 = 1012;
 
-/// The close reason sent with [`DRAIN_CLOSE_CODE`].
+/// The close reason sent with [`DRAIN_CLOSE_CODE`] (then a space and the spread in ms:
+/// [`Drain::close_reason`]).
 pub const DRAIN_CLOSE_REASON: &str = "drain";
+
+/// The longest reconnect spread a drain asks for: the JS client's own drain jitter
+/// (`RECONNECT.drainJitter`), which it never exceeds whatever the reason says.
+pub const MAX_DRAIN_SPREAD_MS: u64 = 50;
+
+/// How many sessions per millisecond of spread: a drain of `n` sessions asks its clients to
+/// spread their reconnects over `ceil(n / 20)` ms (at least 1, at most
+/// [`MAX_DRAIN_SPREAD_MS`]): 1,000 sessions and more get the full 50 ms, one gets 1 ms.
+const SESSIONS_PER_MS: usize = 20;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct State {
     draining: bool,
     sessions: usize,
+    /// The reconnect spread asked for, fixed when the drain started (ms).
+    spread_ms: u64,
 }
 
 /// A drain switch shared by a worker's sessions. Cheap to clone.
@@ -56,9 +68,34 @@ impl Drain {
 
     /// Starts draining: every session ([`started`](Self::started) resolves) closes its socket
     /// with [`DRAIN_CLOSE_CODE`]. Idempotent.
+    ///
+    /// The reconnect spread it asks the clients for ([`close_reason`](Self::close_reason)) is
+    /// fixed now, from the number of live sessions: the fewer clients have to move, the sooner
+    /// each may reconnect.
     pub fn start(&self) {
-        self.state
-            .send_if_modified(|s| !std::mem::replace(&mut s.draining, true));
+        self.state.send_if_modified(|s| {
+            if s.draining {
+                return false;
+            }
+            s.draining = true;
+            s.spread_ms = spread_ms(s.sessions);
+            true
+        });
+    }
+
+    /// The close reason for this drain's sessions: `drain <ms>`, the window (in ms) over which
+    /// the clients should spread their reconnects (`ceil(sessions / 20)`, 1 to
+    /// [`MAX_DRAIN_SPREAD_MS`]; `drain 50` before the drain started). A client that does not
+    /// read it (or an older one) waits its own drain jitter (0–50 ms).
+    #[must_use]
+    pub fn close_reason(&self) -> String {
+        let s = *self.state.borrow();
+        let ms = if s.draining {
+            s.spread_ms
+        } else {
+            MAX_DRAIN_SPREAD_MS
+        };
+        format!("{DRAIN_CLOSE_REASON} {ms}")
     }
 
     /// Whether draining has started.
@@ -111,5 +148,40 @@ impl Drop for SessionGuard {
     fn drop(&mut self) {
         self.state
             .send_modify(|s| s.sessions = s.sessions.saturating_sub(1));
+    }
+}
+
+/// The reconnect spread for a drain of `sessions` sessions (ms).
+fn spread_ms(sessions: usize) -> u64 {
+    let ms = sessions.div_ceil(SESSIONS_PER_MS).max(1);
+    u64::try_from(ms).map_or(MAX_DRAIN_SPREAD_MS, |ms| ms.min(MAX_DRAIN_SPREAD_MS))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spread_grows_with_the_sessions_to_the_clients_own_jitter() {
+        assert_eq!(spread_ms(0), 1);
+        assert_eq!(spread_ms(1), 1);
+        assert_eq!(spread_ms(20), 1);
+        assert_eq!(spread_ms(21), 2);
+        assert_eq!(spread_ms(500), 25);
+        assert_eq!(spread_ms(1000), 50);
+        assert_eq!(spread_ms(usize::MAX), 50);
+    }
+
+    #[test]
+    fn the_reason_is_fixed_when_the_drain_starts() {
+        let drain = Drain::new();
+        assert_eq!(drain.close_reason(), "drain 50");
+        let sessions: Vec<_> = (0..41).map(|_| drain.session()).collect();
+        drain.start();
+        assert_eq!(drain.close_reason(), "drain 3");
+        drop(sessions); // sessions closing do not change it
+        assert_eq!(drain.close_reason(), "drain 3");
+        drain.start();
+        assert_eq!(drain.close_reason(), "drain 3");
     }
 }

@@ -62,8 +62,10 @@
 //!   the client forgets it.
 //! - `{"type":"batch","seq":N,"messages":[...]}` ([`Batch`]), with events on: everything one
 //!   numbered event caused, in one frame (see [events exactly once](#events-exactly-once)).
-//! - A WebSocket close with code **1012** and reason `drain` ([`DRAIN_CLOSE_CODE`]): the
-//!   worker is stopping; reconnect now (the JS client waits a 0-50 ms jitter, no backoff).
+//! - A WebSocket close with code **1012** and reason `drain <ms>` ([`DRAIN_CLOSE_CODE`],
+//!   [`Drain::close_reason`]): the worker is stopping; reconnect now, spread over `ms` (the JS
+//!   client waits random(0, min(ms, 50)) ms, no backoff; `ms` is `ceil(sessions / 20)`, 1 to
+//!   [`MAX_DRAIN_SPREAD_MS`], so a worker with few sessions sends them back at once).
 //! - Any other `type` is the application's own.
 //!
 //! # The lifecycle
@@ -184,7 +186,7 @@ mod message;
 
 pub use client_input::{ClientInput, FormInput, InputError, InputLimits};
 pub use context::{Budget, RecoveryContext, MAX_REVISION};
-pub use drain::{Drain, SessionGuard, DRAIN_CLOSE_CODE, DRAIN_CLOSE_REASON};
+pub use drain::{Drain, SessionGuard, DRAIN_CLOSE_CODE, DRAIN_CLOSE_REASON, MAX_DRAIN_SPREAD_MS};
 pub use endpoint::{is_reconnect_message, Endpoint, Recovered};
 pub use events::{
     event_seq, Accepted, EventError, EventId, Incoming, MAX_SEQ, MAX_SEQ_GAP, SEQ_FIELD,

@@ -472,7 +472,11 @@ async fn sigterm_drains_every_client_to_another_worker() {
         let code = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
                 match c.ws.next().await {
-                    Some(Ok(Message::Close(Some(frame)))) => return Some(u16::from(frame.code)),
+                    Some(Ok(Message::Close(Some(frame)))) => {
+                        // Five sessions: spread the reconnects over 1 ms (ceil(5 / 20)).
+                        assert_eq!(frame.reason.as_str(), "drain 1");
+                        return Some(u16::from(frame.code));
+                    }
                     Some(Ok(_)) => {}
                     _ => return None,
                 }

@@ -43,6 +43,16 @@ pub(crate) fn first_jitter() -> u64 {
     })
 }
 
+/// `drainSpread(reason)` of the JS client: the window (ms) a drain close's reason
+/// `drain <ms>` asks for; any other reason, the client's own drain jitter.
+pub(crate) fn drain_spread(reason: &str) -> u64 {
+    reason
+        .strip_prefix("drain ")
+        .filter(|d| (1..=5).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(RECONNECT.drain_jitter)
+}
+
 /// `schedule(drain)` of `connect()`: the attempt counter, reset by `recovered` and by a drain.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Backoff {
@@ -54,17 +64,24 @@ impl Backoff {
     /// number `onReconnecting` would report. `random` is `Math.random()`: in [0, 1).
     #[cfg(test)]
     pub(crate) fn next_with(&mut self, drain: bool, random: f64) -> (u32, u64) {
-        self.next_with_first(drain, random, RECONNECT.first_jitter)
+        let spread = drain.then_some(RECONNECT.drain_jitter);
+        self.next_with_first(spread, random, RECONNECT.first_jitter)
     }
 
-    /// `next_with` with another first retry window (`firstJitter`).
-    pub(crate) fn next_with_first(&mut self, drain: bool, random: f64, first: u64) -> (u32, u64) {
+    /// `next_with` after a close that was a drain asking for `spread` ms (`Some`) or not
+    /// (`None`), with another first retry window (`firstJitter`).
+    pub(crate) fn next_with_first(
+        &mut self,
+        spread: Option<u64>,
+        random: f64,
+        first: u64,
+    ) -> (u32, u64) {
         let table = RECONNECT;
-        if drain {
+        if spread.is_some() {
             self.attempt = 0;
         }
-        let cap = if drain {
-            table.drain_jitter
+        let cap = if let Some(spread) = spread {
+            table.drain_jitter.min(spread)
         } else if self.attempt == 0 {
             self.attempt = 1;
             first
@@ -86,10 +103,10 @@ impl Backoff {
         (self.attempt.max(1), delay)
     }
 
-    /// `next_with` with a fresh random number.
-    pub(crate) fn next(&mut self, drain: bool) -> u64 {
+    /// `next_with_first` with a fresh random number and the first-retry window in force.
+    pub(crate) fn next(&mut self, spread: Option<u64>) -> u64 {
         let r: f64 = rand::rng().random();
-        self.next_with_first(drain, r, first_jitter()).1
+        self.next_with_first(spread, r, first_jitter()).1
     }
 
     /// A `recovered` message resets the attempts.
@@ -223,11 +240,32 @@ mod tests {
         assert_eq!(b.next_with(false, 0.5), (2, 125));
         assert_eq!(b.next_with(false, 0.25), (3, 125));
         b.reset();
-        assert_eq!(b.next_with_first(false, top, 10), (1, 10));
+        assert_eq!(b.next_with_first(None, top, 10), (1, 10));
         for _ in 0..100 {
             let (_, d) = b.next_with(false, top);
             assert!(d <= 15_000);
         }
-        assert!((0..1000).all(|_| b.next(true) <= 50));
+        assert!((0..1000).all(|_| b.next(Some(RECONNECT.drain_jitter)) <= 50));
+    }
+
+    #[test]
+    fn reads_the_drain_reason_as_the_js_client_does() {
+        // The cases of client/test/connect.test.mjs ("drainSpread reads `drain <ms>`...").
+        for (reason, want) in [
+            ("drain 7", 7),
+            ("drain 00050", 50),
+            ("drain 0", 0),
+            ("drain", 50),
+            ("drain -1", 50),
+            ("drain 1.5", 50),
+            ("DRAIN 7", 50),
+            ("drain 123456", 50),
+            (" drain 1", 50),
+        ] {
+            assert_eq!(drain_spread(reason), want, "{reason:?}");
+        }
+        let mut b = Backoff::default();
+        assert_eq!(b.next_with_first(Some(1), 0.999_999, 25), (1, 1));
+        assert_eq!(b.next_with_first(Some(500), 0.999_999, 25), (1, 50));
     }
 }

@@ -88,6 +88,8 @@ pub(crate) struct Tab {
     /// `connect()`'s state around the stash: numbered or not, held messages.
     conn: Conn,
     backoff: Backoff,
+    /// The reconnect spread the last close's reason asked for (`drain <ms>`), if any.
+    drain_spread: Option<u64>,
     model: Model,
     /// The state key of each component, learnt from its first acknowledged event.
     keys: [Option<String>; 3],
@@ -118,6 +120,7 @@ impl Tab {
             stash: Stash::new(),
             conn: Conn::default(),
             backoff: Backoff::default(),
+            drain_spread: None,
             model: Model::default(),
             keys: [None, None, None],
             first_todo: None,
@@ -164,7 +167,10 @@ impl Tab {
                 backoff: Duration::ZERO,
                 attempts: 0,
             });
-            let delay = self.backoff.next(code == RECONNECT.drain_close_code);
+            let spread = (code == RECONNECT.drain_close_code).then(|| self.drain_spread.take());
+            let delay = self
+                .backoff
+                .next(spread.map(|s| s.unwrap_or(RECONNECT.drain_jitter)));
             outage.backoff += Duration::from_millis(delay);
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
@@ -383,7 +389,9 @@ impl Tab {
             let text = match msg {
                 Some(Ok(Message::Text(t))) => t,
                 Some(Ok(Message::Close(frame))) => {
-                    return frame.map_or(1005, |f| u16::from(f.code));
+                    let Some(f) = frame else { return 1005 };
+                    self.drain_spread = Some(crate::schedule::drain_spread(f.reason.as_str()));
+                    return u16::from(f.code);
                 }
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return ABNORMAL,
