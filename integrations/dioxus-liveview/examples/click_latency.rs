@@ -25,6 +25,10 @@ use state_recovery::{state_key, KeyId, KeyRing, Pepper, Recovery};
 use state_recovery_dioxus::{use_recoverable, LiveviewApp};
 use tokio_tungstenite::tungstenite::Message;
 
+#[path = "../tests/support/events.rs"]
+mod events;
+use events::click;
+
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -45,16 +49,6 @@ fn app() -> Element {
         p { "{note}" }
         ul { for i in items.read().iter() { li { key: "{i}", "{i}" } } }
     }
-}
-
-fn click(id: u64) -> String {
-    let point = json!({
-        "alt_key": false, "button": 0, "buttons": 0, "client_x": 1.0, "client_y": 1.0,
-        "ctrl_key": false, "meta_key": false, "offset_x": 1.0, "offset_y": 1.0, "page_x": 1.0,
-        "page_y": 1.0, "screen_x": 1.0, "screen_y": 1.0, "shift_key": false
-    });
-    json!({"method": "user_event", "params": {"name": "click", "element": id, "bubbles": true, "data": point}})
-        .to_string()
 }
 
 /// Reads until a binary frame containing `text`; returns the tokens of state updates seen.

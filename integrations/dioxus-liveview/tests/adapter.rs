@@ -19,6 +19,10 @@ use state_recovery::{state_key, KeyId, KeyRing, Pepper, Recovery, RecoveryContex
 use state_recovery_dioxus::{use_recoverable, use_slot, LiveviewApp};
 use tokio_tungstenite::tungstenite::Message;
 
+#[path = "support/events.rs"]
+mod events;
+use events::click;
+
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -326,17 +330,6 @@ fn outside_the_adapter_the_hook_is_an_ordinary_signal() {
 fn clicker() -> Element {
     let mut c = use_recoverable(state_key!("c"), || 0_u32);
     rsx! { button { onclick: move |_| c += 1, "c={c}" } }
-}
-
-/// A Dioxus click on element `id`, as its interpreter sends it.
-pub(crate) fn click(id: u64) -> String {
-    let point = json!({
-        "alt_key": false, "button": 0, "buttons": 0, "client_x": 1.0, "client_y": 1.0,
-        "ctrl_key": false, "meta_key": false, "offset_x": 1.0, "offset_y": 1.0, "page_x": 1.0,
-        "page_y": 1.0, "screen_x": 1.0, "screen_y": 1.0, "shift_key": false
-    });
-    json!({"method": "user_event", "params": {"name": "click", "element": id, "bubbles": true, "data": point}})
-        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
