@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use crate::aead::PlainBuf;
 use crate::error::{Reason, Rejection};
 use crate::key::StateKey;
-use crate::mac::{Binding, EntryFields};
+use crate::mac::EntryFields;
 use crate::otp::{StepKey, Window};
 use crate::payload::{depth_within, has_reserved_key};
 use crate::recovery::{Recovery, Scope};
@@ -217,24 +217,10 @@ impl Recovery {
         let step_key = match batch.step_key.take() {
             Some((i, step, k)) if i == index && step == parts.step => k,
             _ => inner
-                .cache
-                .get(
-                    &inner.ring,
-                    index,
-                    parts.step,
-                    &inner.namespace,
-                    &inner.otp,
-                    now,
-                )
+                .step_key(index, parts.step, now)
                 .ok_or(Reason::UnknownKey)?,
         };
-        let binding = Binding {
-            salt: scope.salt.as_bytes(),
-            subject: scope.subject.map(str::as_bytes),
-            state_key: parts.state_key,
-            revision: parts.revision,
-            schema: parts.schema,
-        };
+        let binding = scope.binding(parts.state_key, parts.revision, parts.schema);
         let authentic = match parts.body {
             Body::Signed { payload, tag } => {
                 let fields = EntryFields { binding, payload };
@@ -297,23 +283,9 @@ impl Recovery {
                 let (index, _) = inner.ring.find(parts.key_id).ok_or(Reason::UnknownKey)?;
                 let now = inner.clock.now();
                 let step_key = inner
-                    .cache
-                    .get(
-                        &inner.ring,
-                        index,
-                        parts.step,
-                        &inner.namespace,
-                        &inner.otp,
-                        now,
-                    )
+                    .step_key(index, parts.step, now)
                     .ok_or(Reason::UnknownKey)?;
-                let binding = Binding {
-                    salt: scope.salt.as_bytes(),
-                    subject: scope.subject.map(str::as_bytes),
-                    state_key: parts.state_key,
-                    revision: parts.revision,
-                    schema: parts.schema,
-                };
+                let binding = scope.binding(parts.state_key, parts.revision, parts.schema);
                 payload.extend_from_slice(ciphertext);
                 if !step_key
                     .entry

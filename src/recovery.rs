@@ -9,7 +9,8 @@ use zeroize::Zeroize as _;
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
 use crate::key::{Location, LocationHasher, StateKey};
-use crate::otp::{OtpSettings, StepKeyCache};
+use crate::mac::Binding;
+use crate::otp::{OtpSettings, StepKey, StepKeyCache};
 use crate::payload::SERDE_MAX_DEPTH;
 use crate::registry::Registry;
 use crate::secret::{KeyRing, Pepper, Salt};
@@ -157,6 +158,31 @@ impl<'a> Scope<'a> {
     pub const fn with_optional_subject(mut self, subject: Option<&'a str>) -> Self {
         self.subject = subject;
         self
+    }
+
+    /// What an entry for `state_key` at `revision` and `schema` is bound to under this scope.
+    pub(crate) fn binding<'b>(
+        &'b self,
+        state_key: &'b [u8; 16],
+        revision: u64,
+        schema: u32,
+    ) -> Binding<'b> {
+        Binding {
+            salt: self.salt.as_bytes(),
+            subject: self.subject.map(str::as_bytes),
+            state_key,
+            revision,
+            schema,
+        }
+    }
+}
+
+impl Inner {
+    /// The step key of ring key `index` for `step` (from the cache, derived on a miss);
+    /// `None` for an index outside the ring or a step the cache will not derive at `now`.
+    pub(crate) fn step_key(&self, index: usize, step: u64, now: u64) -> Option<StepKey> {
+        self.cache
+            .get(&self.ring, index, step, &self.namespace, &self.otp, now)
     }
 }
 

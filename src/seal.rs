@@ -14,7 +14,7 @@ use crate::aead::{PlainBuf, AEAD_TAG_LEN, NONCE_LEN};
 use crate::error::SealError;
 use crate::finite::Finite;
 use crate::key::StateKey;
-use crate::mac::{Binding, EntryFields, TAG_LEN};
+use crate::mac::{EntryFields, TAG_LEN};
 use crate::otp::StepKey;
 use crate::payload::{depth_within, has_reserved_key};
 use crate::recovery::{Recovery, Scope};
@@ -125,17 +125,8 @@ impl Recovery {
     /// The step key for the seal point. (`get` is `None` only for an index outside the ring,
     /// never the sealing one.)
     fn seal_key(&self, at: &SealPoint<'_>) -> Result<StepKey, SealError> {
-        let inner = &*self.inner;
-        inner
-            .cache
-            .get(
-                &inner.ring,
-                at.index,
-                at.step,
-                &inner.namespace,
-                &inner.otp,
-                at.now,
-            )
+        self.inner
+            .step_key(at.index, at.step, at.now)
             .ok_or(SealError::ClockOutOfRange)
     }
 
@@ -183,7 +174,7 @@ impl Recovery {
         // 3. The step key for (key id, step), then one HMAC over the entry's fields.
         let step_key = self.seal_key(&at)?;
         let fields = EntryFields {
-            binding: binding(scope, &key, revision, schema),
+            binding: scope.binding(key.as_bytes(), revision, schema),
             payload,
         };
         let tag = fields.tag(step_key.mac);
@@ -242,7 +233,11 @@ impl Recovery {
         }
         let tag = step_key
             .entry
-            .encrypt(&binding(scope, &key, revision, schema), &nonce, payload)
+            .encrypt(
+                &scope.binding(key.as_bytes(), revision, schema),
+                &nonce,
+                payload,
+            )
             // Only over 2³⁸ bytes of payload, far past any token cap.
             .map_err(|()| SealError::TooLarge {
                 len,
@@ -254,17 +249,6 @@ impl Recovery {
             buf.as_slice(),
             &tag,
         )))
-    }
-}
-
-/// The salt, subject, state key, revision and schema an entry is bound to.
-fn binding<'a>(scope: &Scope<'a>, key: &'a StateKey, revision: u64, schema: u32) -> Binding<'a> {
-    Binding {
-        salt: scope.salt.as_bytes(),
-        subject: scope.subject.map(str::as_bytes),
-        state_key: key.as_bytes(),
-        revision,
-        schema,
     }
 }
 
