@@ -1,6 +1,6 @@
 # shellcheck shell=bash disable=SC2317  # cleanup runs from the EXIT trap
 # Sourced by scripts that run a load against a scripts/cluster.sh cluster (rolling-deploy.sh,
-# storm.sh): the cleanup they share. Before sourcing, set
+# storm.sh, inflight.sh, soak.sh, e2e-dioxus.sh): the cleanup they share. Before sourcing, set
 #   run_name     the script's name, for its PASS/FAIL line
 #   work         its working directory (the cluster's is $work/cluster, its log $work/cluster.log)
 # and, as they start, cluster_pid (cluster.sh) and driver_pid (the load: node or the tool).

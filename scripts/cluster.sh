@@ -98,13 +98,7 @@ trap 'exit 130' INT TERM
 # this cluster) talk to someone else's server.
 # shellcheck source=ports.sh
 source "$root/scripts/ports.sh"
-busy=()
-for p in "$port" $(seq $((base + 1)) $((base + n))); do in_use "$p" && busy+=("$p"); done
-if ((${#busy[@]})); then
-  echo "cluster: port(s) ${busy[*]} already in use; stop what listens there or choose others" \
-    "with PORT (nginx, now $port) and WORKER_BASE_PORT (workers on base+1..base+$n, now $base)" >&2
-  exit 1
-fi
+cluster_ports cluster "$port" "$base" "$n" || exit $?
 
 # nginx (the Debian package), installed when missing.
 if ! command -v nginx >/dev/null; then

@@ -35,25 +35,10 @@ if ((n < 50)) && [[ ${ALLOW_SMALL:-0} != 1 ]]; then
   echo "rolling-deploy: N=$n is below 50 clients; set ALLOW_SMALL=1 to run it anyway" >&2
   exit 2
 fi
-for p in "$port" "$base"; do
-  if [[ ! $p =~ ^[1-9][0-9]*$ ]] || ((p + workers > 65535)); then
-    echo "rolling-deploy: bad port '$p'" >&2
-    exit 2
-  fi
-done
-
 # Our ports must be free: this script never talks to a cluster it did not start.
 # shellcheck source=ports.sh
 source "$root/scripts/ports.sh"
-ports=("$port")
-for ((i = 1; i <= workers; i++)); do ports+=($((base + i))); done
-busy=()
-for p in "${ports[@]}"; do in_use "$p" && busy+=("$p"); done
-if ((${#busy[@]})); then
-  echo "rolling-deploy: port(s) ${busy[*]} already in use; stop what listens there or choose others" \
-    "with PORT (nginx, now $port) and WORKER_BASE_PORT (workers on base+1..base+$workers, now $base)" >&2
-  exit 1
-fi
+cluster_ports rolling-deploy "$port" "$base" "$workers" || exit $?
 
 command -v node >/dev/null || { echo "rolling-deploy: node (>= 20) is required" >&2; exit 1; }
 major=$(node -p 'process.versions.node.split(".")[0]')

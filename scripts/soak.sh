@@ -15,20 +15,9 @@ port=${PORT:-3000}
 base=${WORKER_BASE_PORT:-3100}
 workers=${WORKERS:-3}
 work=$(mktemp -d /tmp/state-recovery-soak.XXXXXX)
-cluster_pid=
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  if [[ -n $cluster_pid ]]; then
-    kill "$cluster_pid" 2>/dev/null || true
-    for ((t = 0; t < 80; t++)); do kill -0 "$cluster_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$cluster_pid" 2>/dev/null || true
-  fi
-  [[ $rc != 0 ]] && tail -n 5 "$work/cluster.log" "$work"/cluster/w*.log >&2 2>/dev/null
-  rm -rf "$work"
-  exit "$rc"
-}
+run_name=soak
+# shellcheck source=cluster-run.sh
+source "$root/scripts/cluster-run.sh"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 

@@ -63,25 +63,10 @@ rounds=${ROUNDS:-1}
 target=${CARGO_TARGET_DIR:-$root/target}
 out_dir=$target/storm
 
-for p in "$port" "$base"; do
-  if [[ ! $p =~ ^[1-9][0-9]*$ ]] || ((p + workers > 65535)); then
-    echo "storm: bad port '$p'" >&2
-    exit 2
-  fi
-done
-
 # Our ports must be free: this script never talks to a cluster it did not start.
 # shellcheck source=ports.sh
 source "$root/scripts/ports.sh"
-ports=("$port")
-for ((i = 1; i <= workers; i++)); do ports+=($((base + i))); done
-busy=()
-for p in "${ports[@]}"; do in_use "$p" && busy+=("$p"); done
-if ((${#busy[@]})); then
-  echo "storm: port(s) ${busy[*]} already in use; stop what listens there or choose others" \
-    "with PORT (nginx, now $port) and WORKER_BASE_PORT (workers on base+1..base+$workers, now $base)" >&2
-  exit 2
-fi
+cluster_ports storm "$port" "$base" "$workers" || exit 2
 
 # File descriptors: nginx holds two per tab (three during a storm), a worker and the tool one.
 need=$((3 * n + 2048))
