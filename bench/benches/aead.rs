@@ -16,17 +16,7 @@ use state_recovery::{EntryKind, Recovery, Salt, Scope, StateKey, Token};
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{paired, Row, State, SUBJECT};
-
-fn fmt_ns(ns: f64) -> String {
-    if ns >= 1e6 {
-        format!("{:.2} ms", ns / 1e6)
-    } else if ns >= 1e3 {
-        format!("{:.2} µs", ns / 1e3)
-    } else {
-        format!("{ns:.0} ns")
-    }
-}
+use support::{fmt_ns, paired, Row, State, SUBJECT};
 
 fn row(what: &str, base: &str, r: &Row) {
     println!(

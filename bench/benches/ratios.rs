@@ -11,17 +11,7 @@ use std::hint::black_box;
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{paired, BundleFixture, Fixture, Row, SIZES};
-
-fn fmt_ns(ns: f64) -> String {
-    if ns >= 1e6 {
-        format!("{:.2} ms", ns / 1e6)
-    } else if ns >= 1e3 {
-        format!("{:.2} µs", ns / 1e3)
-    } else {
-        format!("{ns:.0} ns")
-    }
-}
+use support::{fmt_ns, paired, BundleFixture, Fixture, Row, SIZES};
 
 /// `target`: the ratio must be at most this (None: informational).
 fn row(what: &str, base: &str, r: &Row, target: Option<f64>) {

@@ -543,6 +543,17 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+/// A duration in ns, as ns, µs or ms (the interleaved tables).
+pub fn fmt_ns(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
 pub struct Row {
     pub ours: f64,
     pub base: f64,
