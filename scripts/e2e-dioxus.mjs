@@ -9,6 +9,7 @@
 // Prints one JSON line of figures (`figures {...}`) before PASS.
 import { readFileSync } from "node:fs";
 import { browser, same } from "./webdriver.mjs";
+import { workersUp } from "./wait.mjs";
 
 const { DRIVER_URL, APP_URL, CLUSTER_DIR, SHOTS, PROFILE_DIR, WORKER_BASE_PORT } = process.env;
 const IDLE_MS = Number(process.env.IDLE_MS || 3000);
@@ -49,18 +50,7 @@ const renderedAfter = (renders, notWorker = "") =>
 const pidOf = (worker) => Number(readFileSync(`${CLUSTER_DIR}/${worker}.pid`, "utf8"));
 
 /** Waits until every worker answers its health check (a killed one is restarted). */
-async function allUp() {
-  const ports = [1, 2, 3].map((i) => Number(WORKER_BASE_PORT) + i);
-  const end = Date.now() + 15000;
-  for (;;) {
-    const up = await Promise.all(ports.map((p) =>
-      fetch(`http://127.0.0.1:${p}/healthz`, { signal: AbortSignal.timeout(1000) })
-        .then((r) => r.ok, () => false)));
-    if (up.every(Boolean)) return;
-    if (Date.now() > end) throw new Error(`workers not all up: ${JSON.stringify(up)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const allUp = () => workersUp(Number(WORKER_BASE_PORT), 3);
 
 async function main() {
   b = await browser({ driverUrl: DRIVER_URL, profileDir: PROFILE_DIR, shots: SHOTS, log });

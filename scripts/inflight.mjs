@@ -8,7 +8,7 @@
 // more and reads the counter it restored. Every click `send` accepted must be counted, once.
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
-import { sleep, until as untilWithin } from "./wait.mjs";
+import { sleep, until as untilWithin, workersUp } from "./wait.mjs";
 
 const CLIENT = process.env.CLIENT || new URL("../client/state-recovery.js", import.meta.url).href;
 const { connect } = await import(CLIENT.startsWith("file:") ? CLIENT : pathToFileURL(CLIENT).href);
@@ -48,19 +48,7 @@ const pending = () => live?.pending ?? 0; // an older client has no queue
 const count = () => Number((page.html.counter || "").match(/data-count="(-?\d+)"/)?.[1]);
 const ready = () => live.connected && page.recovered && page.renders >= 3 && page.worker;
 
-async function healthy() {
-  const end = Date.now() + 15000;
-  for (let i = 1; i <= WORKERS; i++) {
-    for (;;) {
-      try {
-        const r = await fetch(`http://127.0.0.1:${BASE + i}/healthz`, { signal: AbortSignal.timeout(1000) });
-        if (r.ok) break;
-      } catch {}
-      if (Date.now() > end) throw new Error(`worker w${i} is not back`);
-      await sleep(20);
-    }
-  }
-}
+const healthy = () => workersUp(BASE, WORKERS);
 
 async function main() {
   await until("the first recovery", ready);

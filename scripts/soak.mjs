@@ -3,7 +3,7 @@
 // CLUSTER_DIR (w<i>.pid files), WORKERS, WORKER_BASE_PORT and CYCLES.
 import { readFileSync } from "node:fs";
 import { connect } from "../client/state-recovery.js";
-import { sleep, until } from "./wait.mjs";
+import { sleep, until, workersUp } from "./wait.mjs";
 
 const APP_WS = process.env.APP_WS;
 const CLUSTER_DIR = process.env.CLUSTER_DIR;
@@ -46,19 +46,7 @@ const count = () => Number((page.html.counter || "").match(/data-count="(-?\d+)"
 const todos = () => [...(page.html.todos || "").matchAll(/<span>([^<]*)<\/span>/g)].map((m) => m[1]);
 const draft = () => (page.html.wizard || "").match(/<textarea[^>]*>([^<]*)<\/textarea>/)?.[1];
 
-async function healthy() {
-  const end = Date.now() + 15000;
-  for (let i = 1; i <= WORKERS; i++) {
-    for (;;) {
-      try {
-        const r = await fetch(`http://127.0.0.1:${BASE + i}/healthz`, { signal: AbortSignal.timeout(1000) });
-        if (r.ok) break;
-      } catch {}
-      if (Date.now() > end) throw new Error(`worker w${i} is not back`);
-      await sleep(20);
-    }
-  }
-}
+const healthy = () => workersUp(BASE, WORKERS);
 
 const pct = (xs, p) => {
   const s = [...xs].sort((a, b) => a - b);
