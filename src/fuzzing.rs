@@ -97,14 +97,16 @@ pub fn seal_encrypted_with_fixed_nonce<T: serde::Serialize + ?Sized>(
     schema: u32,
     value: &T,
 ) -> Result<crate::Token, crate::SealError> {
-    recovery.seal_encrypted(
-        scope,
-        key,
-        revision,
-        schema,
-        value,
-        crate::seal::Nonce::Fixed(nonce),
-    )
+    recovery
+        .seal_encrypted(
+            scope,
+            key,
+            revision,
+            schema,
+            value,
+            crate::seal::Nonce::Fixed(nonce),
+        )
+        .map(|(token, _)| token)
 }
 
 /// Limits small enough that inputs a little over a few KiB exercise every `too-large` path.

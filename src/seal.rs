@@ -96,6 +96,21 @@ impl Recovery {
         schema: u32,
         value: &T,
     ) -> Result<Token, SealError> {
+        self.seal_stepped(kind, scope, key, revision, schema, value)
+            .map(|(token, _)| token)
+    }
+
+    /// [`seal_with`](Self::seal_with), and the time step the entry was sealed in (what a
+    /// connection records for its refresh, without reading the clock again).
+    pub(crate) fn seal_stepped<T: Serialize + ?Sized>(
+        &self,
+        kind: EntryKind,
+        scope: &Scope<'_>,
+        key: StateKey,
+        revision: u64,
+        schema: u32,
+        value: &T,
+    ) -> Result<(Token, u64), SealError> {
         match kind {
             EntryKind::Signed => self.seal_signed(scope, key, revision, schema, value),
             EntryKind::Encrypted => {
@@ -147,7 +162,7 @@ impl Recovery {
         revision: u64,
         schema: u32,
         value: &T,
-    ) -> Result<Token, SealError> {
+    ) -> Result<(Token, u64), SealError> {
         let at = self.seal_point()?;
 
         // 1. Header, then the payload serialized straight after it (no copy), with the
@@ -180,7 +195,8 @@ impl Recovery {
         let tag = fields.tag(step_key.mac);
 
         // 4. Tag last, then base64url (the tag is not copied into `buf`: no reallocation).
-        Ok(Token::from_string(token::encode_with_tag(&buf, &tag)))
+        let token = Token::from_string(token::encode_with_tag(&buf, &tag));
+        Ok((token, at.step))
     }
 
     /// Version 2. The token's bytes are built in a [`PlainBuf`] (wiped on drop and when it
@@ -194,7 +210,7 @@ impl Recovery {
         schema: u32,
         value: &T,
         nonce: Nonce,
-    ) -> Result<Token, SealError> {
+    ) -> Result<(Token, u64), SealError> {
         let at = self.seal_point()?;
 
         // 1. Header, room for the nonce, then the payload serialized after them, with the
@@ -245,10 +261,8 @@ impl Recovery {
             })?;
 
         // 4. Tag last, then base64url; `buf` now holds only ciphertext, and is wiped anyway.
-        Ok(Token::from_string(token::encode_with_tag(
-            buf.as_slice(),
-            &tag,
-        )))
+        let token = Token::from_string(token::encode_with_tag(buf.as_slice(), &tag));
+        Ok((token, at.step))
     }
 }
 

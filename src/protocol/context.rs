@@ -319,10 +319,9 @@ impl RecoveryContext {
         value: &T,
     ) -> Result<StateUpdate, SealError> {
         self.check_sealable()?;
-        let token = self
-            .recovery
-            .seal_with(kind, &self.scope(), key, rev, schema, value)?;
-        let step = self.current_step();
+        let (token, step) =
+            self.recovery
+                .seal_stepped(kind, &self.scope(), key, rev, schema, value)?;
         let mut table = self.table();
         Self::check_budget(&table, &self.recovery, key, token.as_str().len())?;
         Self::raise(&mut table, key, rev);
@@ -497,7 +496,7 @@ impl RecoveryContext {
         } else {
             self.recovery.entry_kind()
         };
-        let token = self.recovery.seal_with(
+        let (token, step) = self.recovery.seal_stepped(
             kind,
             &self.scope(),
             key,
@@ -505,7 +504,6 @@ impl RecoveryContext {
             held.schema,
             payload,
         )?;
-        let step = self.current_step();
         self.table()
             .held
             .insert(key, Held::sealed(&token, step, self.refresh));
